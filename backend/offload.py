@@ -1,0 +1,340 @@
+"""Where the video model's weights live while the pipeline runs: the memory policies.
+
+Three policies, one interface (:class:`Placement`):
+
+``resident``
+    every registered module sits on the compute device for the whole run (fastest, most memory).
+``model_offload``
+    a module's weights live in (pinned) host memory and come to the device for the duration of
+    ``with placement.use(name)``; leaving the block drops the device copy, so other stages (VAE
+    decode, text encode) get the memory back.
+``sequential_offload``
+    like ``model_offload``, and a module built from a long list of identical blocks (the video
+    transformer's 42 blocks, T5's 24) streams those blocks through the device one at a time: a
+    side CUDA stream copies block ``i + 1`` while block ``i`` computes, so only two blocks and
+    the activations occupy the device.
+
+Weights are treated as read-only while registered: leaving the device drops the device copy
+instead of copying it back, which makes offloading free. A weight that was changed in place on
+the device (its version counter moved) is copied back before the device copy is dropped.
+
+On a CPU-only machine (``device`` is the CPU) every policy is a no-op: modules stay where they
+are and ``use`` hands them back unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..errors import InverseDVSError
+
+POLICIES = ("resident", "model_offload", "sequential_offload")
+
+# Byte alignment of each tensor inside a packed buffer (covers every dtype and vector loads).
+PACK_ALIGN_BYTES = 256
+# A module list counts as "repeated blocks" (streamed under sequential_offload) from this length on.
+MIN_STREAMED_BLOCKS = 4
+
+
+def _tensors_of(module: torch.nn.Module) -> list[torch.Tensor]:
+    """Every distinct parameter and buffer of ``module`` (shared tensors once), in a fixed order."""
+    seen, out = set(), []
+    for t in list(module.parameters()) + list(module.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _aligned(n: int) -> int:
+    return (n + PACK_ALIGN_BYTES - 1) // PACK_ALIGN_BYTES * PACK_ALIGN_BYTES
+
+
+def _byte_views(flat: torch.Tensor, like: list[torch.Tensor], offsets: list[int]) -> list[torch.Tensor]:
+    """Views into the byte buffer ``flat`` [N] uint8 with the dtype and shape of each tensor in ``like``."""
+    views = []
+    for t, off in zip(like, offsets):
+        nbytes = t.numel() * t.element_size()
+        views.append(flat[off : off + nbytes].view(t.dtype).view(t.shape))
+    return views
+
+
+class Parcel:
+    """Weights (parameters and buffers) packed into a single host byte buffer, movable in one copy.
+
+    After construction the tensors' data are views into ``host`` ([N] uint8,
+    pinned when ``pin`` and pinning succeeds). ``attach(flat)`` points them at a device buffer of
+    the same layout; ``detach()`` points them back at the host copy. Modules holding the tensors
+    see the change at once (``Tensor.data`` is swapped in place).
+    """
+
+    def __init__(self, tensors: list[torch.Tensor], pin: bool):
+        self.tensors = list(tensors)
+        self.offsets, total = [], 0
+        for t in self.tensors:
+            self.offsets.append(total)
+            total += _aligned(t.numel() * t.element_size())
+        self.nbytes = total
+        self.host = torch.empty(total, dtype=torch.uint8)
+        if pin:
+            try:
+                self.host = self.host.pin_memory()
+            except RuntimeError:  # no driver, or the OS refused to lock this much memory
+                pass
+        for t, view in zip(self.tensors, _byte_views(self.host, self.tensors, self.offsets)):
+            view.copy_(t.data)
+            t.data = view
+        self.device_flat = None
+        self._versions = None
+
+    def attach(self, flat: torch.Tensor) -> None:
+        """Point the tensors at ``flat`` ([nbytes] uint8 on the device, same layout)."""
+        for t, view in zip(self.tensors, _byte_views(flat, self.tensors, self.offsets)):
+            t.data = view
+        self.device_flat = flat
+        self._versions = [t._version for t in self.tensors]
+
+    def detach(self) -> None:
+        """Point the tensors back at the host copy; weights changed in place on the device are kept."""
+        if self.device_flat is None:
+            return
+        for t, view, v in zip(self.tensors, _byte_views(self.host, self.tensors, self.offsets), self._versions):
+            if t._version != v:
+                view.copy_(t.data)
+            t.data = view
+        self.device_flat = None
+        self._versions = None
+
+
+def _copy_to(parcel: Parcel, device: torch.device, stream) -> tuple[torch.Tensor, object]:
+    """Start copying ``parcel``'s host bytes to ``device``; returns (device buffer, ready event or None).
+
+    With ``stream`` None the copy is queued on the current stream (asynchronous from pinned
+    memory; the host bytes never change, so nothing has to wait for it).
+    """
+    if stream is None:
+        return parcel.host.to(device, copy=True, non_blocking=parcel.host.is_pinned()), None
+    with torch.cuda.stream(stream):
+        flat = torch.empty(parcel.nbytes, dtype=torch.uint8, device=device)
+        flat.copy_(parcel.host, non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record(stream)
+    return flat, ready
+
+
+def _wait_for(flat: torch.Tensor, ready, device: torch.device) -> None:
+    """Make the compute stream wait for a side-stream copy and keep ``flat`` alive for its work."""
+    if ready is None:
+        return
+    compute = torch.cuda.current_stream(device)
+    compute.wait_event(ready)
+    flat.record_stream(compute)
+
+
+def repeated_blocks(module: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The longest ``nn.ModuleList`` of ``module`` whose items share one class (≥ MIN_STREAMED_BLOCKS), else None.
+
+    For CogVideoX's transformer this is ``transformer_blocks`` (42 × CogVideoXBlock); for T5's
+    encoder ``encoder.block`` (24 × T5Block).
+    """
+    best = None
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.ModuleList) and len(sub) >= MIN_STREAMED_BLOCKS:
+            if len({type(b) for b in sub}) == 1 and (best is None or len(sub) > len(best)):
+                best = sub
+    return best
+
+
+class BlockStream:
+    """Runs ``blocks`` with their weights on ``device`` one (plus one prefetched) at a time.
+
+    Forward pre-hooks attach block ``i``'s weights (waiting for their copy) and start copying
+    block ``i + 1`` (block 0 after the last, ready for the next pass); forward hooks detach block
+    ``i``. With a CUDA ``device`` the copies run on a side stream; otherwise they are synchronous.
+    Hooks act only while ``active`` is true.
+    """
+
+    def __init__(self, blocks: torch.nn.ModuleList, device: torch.device, pin: bool):
+        self.device = device
+        self.parcels = [Parcel(_tensors_of(b), pin) for b in blocks]
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.pending: dict[int, tuple[torch.Tensor, object]] = {}
+        self.active = False
+        self.max_on_device = 0  # most blocks held on the device at once (attached + in flight)
+        self._handles = []
+        for i, block in enumerate(blocks):
+            self._handles.append(block.register_forward_pre_hook(self._pre_hook(i)))
+            self._handles.append(block.register_forward_hook(self._post_hook(i)))
+
+    def _prefetch(self, i: int) -> None:
+        if i not in self.pending:
+            self.pending[i] = _copy_to(self.parcels[i], self.device, self.stream)
+
+    def _count_on_device(self) -> None:
+        attached = sum(p.device_flat is not None for p in self.parcels)
+        self.max_on_device = max(self.max_on_device, attached + len(self.pending))
+
+    def _pre_hook(self, i: int):
+        def hook(module, args):
+            if not self.active:
+                return None
+            self._prefetch(i)
+            flat, ready = self.pending.pop(i)
+            _wait_for(flat, ready, self.device)
+            self.parcels[i].attach(flat)
+            self._prefetch((i + 1) % len(self.parcels))
+            self._count_on_device()
+            return None
+
+        return hook
+
+    def _post_hook(self, i: int):
+        def hook(module, args, output):
+            if self.active:
+                self.parcels[i].detach()
+            return None
+
+        return hook
+
+    def stop(self) -> None:
+        """Deactivate the hooks and drop every device copy (attached or prefetched)."""
+        self.active = False
+        for p in self.parcels:
+            p.detach()
+        self.pending.clear()
+
+    def remove(self) -> None:
+        self.stop()
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+class _Entry:
+    """One registered module and how it is placed."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.parcel: Parcel | None = None  # weights that move as one piece
+        self.stream: BlockStream | None = None  # repeated blocks that stream
+        self.on_device = False  # resident modules: currently moved to the device
+        self.depth = 0  # nesting of ``use``
+
+
+class Placement:
+    """Places registered modules on ``device`` according to ``policy`` (one of POLICIES).
+
+    ``register(name, module)`` does the initial placement; ``with use(name) as m:`` yields the
+    module ready to run on ``device``; ``release_all()`` takes every module off the device.
+    When ``device`` is the CPU (or equals ``offload_device``) every policy is a no-op.
+    """
+
+    def __init__(self, policy: str, device: torch.device, offload_device: torch.device = torch.device("cpu")):
+        if policy not in POLICIES:
+            raise InverseDVSError(
+                f"Unknown memory policy {policy!r}. Choose one of: {', '.join(POLICIES)}."
+            )
+        self.policy = policy
+        self.device = torch.device(device)
+        self.offload_device = torch.device(offload_device)
+        self.noop = self.device.type == "cpu" or self.device == self.offload_device
+        self.pin = self.device.type == "cuda" and self.offload_device.type == "cpu"
+        self._entries: dict[str, _Entry] = {}
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(self, name: str, module: torch.nn.Module) -> None:
+        """Take charge of ``module`` under ``name`` and place it: on the device (resident) or in host memory."""
+        if name in self._entries:
+            self.unregister(name)
+        entry = _Entry(module)
+        self._entries[name] = entry
+        if self.noop:
+            return
+        if self.policy == "resident":
+            module.to(self.device)
+            entry.on_device = True
+            return
+        module.to(self.offload_device)
+        blocks = repeated_blocks(module) if self.policy == "sequential_offload" else None
+        if blocks is not None:
+            entry.stream = BlockStream(blocks, self.device, self.pin)
+            streamed = {id(t) for b in blocks for t in _tensors_of(b)}
+            rest = [t for t in _tensors_of(module) if id(t) not in streamed]
+            entry.parcel = Parcel(rest, self.pin)
+        else:
+            entry.parcel = Parcel(_tensors_of(module), self.pin)
+
+    def unregister(self, name: str) -> torch.nn.Module:
+        """Stop managing ``name`` (its weights stay where they are: host memory when offloaded)."""
+        entry = self._entries.pop(name)
+        if entry.stream is not None:
+            entry.stream.remove()
+        if entry.parcel is not None:
+            entry.parcel.detach()
+        return entry.module
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    # -- use ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def use(self, name: str):
+        """Yield module ``name`` with its weights on the device for the duration of the block."""
+        if name not in self._entries:
+            raise InverseDVSError(
+                f"Model part {name!r} was never loaded (known: {', '.join(self._entries) or 'none'}). "
+                "Re-run the model loader node."
+            )
+        entry = self._entries[name]
+        if self.noop:
+            yield entry.module
+            return
+        if self.policy == "resident":
+            if not entry.on_device:
+                entry.module.to(self.device)
+                entry.on_device = True
+            yield entry.module
+            return
+        entry.depth += 1
+        try:
+            if entry.depth == 1:
+                flat, ready = _copy_to(entry.parcel, self.device, None)
+                entry.parcel.attach(flat)
+                if entry.stream is not None:
+                    entry.stream.active = True
+            yield entry.module
+        finally:
+            entry.depth = max(entry.depth - 1, 0)  # release_all() may have reset it meanwhile
+            if entry.depth == 0:
+                if entry.stream is not None:
+                    entry.stream.stop()
+                entry.parcel.detach()
+
+    def release_all(self) -> None:
+        """Take every registered module off the device (host memory keeps the weights) and free the cache."""
+        for entry in self._entries.values():
+            if self.noop:
+                continue
+            if entry.stream is not None:
+                entry.stream.stop()
+            if entry.parcel is not None:
+                entry.parcel.detach()
+                entry.depth = 0
+            if entry.on_device:
+                entry.module.to(self.offload_device)
+                entry.on_device = False
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def stats(self) -> dict:
+        """Placement facts for reports: policy, and per streamed module the most blocks held at once."""
+        return {
+            "policy": self.policy,
+            "noop": self.noop,
+            "max_blocks_on_device": {
+                n: e.stream.max_on_device for n, e in self._entries.items() if e.stream is not None
+            },
+        }
+

@@ -1,0 +1,171 @@
+"""Memory policies (backend/offload.py): no-ops on CPU, and the offload mechanics driven on CPU.
+
+The mechanics tests switch ``Placement.noop`` off on a CPU placement: the "device" copies are
+then separate CPU buffers, so the same attach/stream/detach code that runs on a GPU runs here.
+"""
+
+import pytest
+import torch
+
+from inversedvs.backend.offload import POLICIES, BlockStream, Parcel, Placement, _tensors_of, repeated_blocks
+from inversedvs.errors import InverseDVSError
+
+N_BLOCKS = 6
+WIDTH = 16
+
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(WIDTH, WIDTH)
+        self.norm = torch.nn.LayerNorm(WIDTH)
+        self.register_buffer("shift", torch.randn(WIDTH))
+
+    def forward(self, x):
+        return x + torch.tanh(self.lin(self.norm(x))) + self.shift
+
+
+class Stack(torch.nn.Module):
+    """A toy 'transformer': an input layer, repeated blocks, an output layer, a short side list."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = torch.nn.Linear(WIDTH, WIDTH)
+        self.blocks = torch.nn.ModuleList([Block() for _ in range(N_BLOCKS)])
+        self.side = torch.nn.ModuleList([torch.nn.Linear(WIDTH, WIDTH) for _ in range(2)])
+        self.out = torch.nn.Linear(WIDTH, WIDTH)
+
+    def forward(self, x):
+        x = self.inp(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.out(self.side[1](self.side[0](x)))
+
+
+def _model_and_input(seed=0):
+    torch.manual_seed(seed)
+    return Stack().eval(), torch.randn(3, WIDTH)
+
+
+def _within(t: torch.Tensor, buf: torch.Tensor) -> bool:
+    start = buf.data_ptr()
+    return start <= t.data_ptr() < start + buf.numel() * buf.element_size()
+
+
+def test_policies_are_noops_on_cpu():
+    for policy in POLICIES:
+        model, x = _model_and_input()
+        ptrs = [t.data_ptr() for t in _tensors_of(model)]
+        expected = model(x)
+        placement = Placement(policy, torch.device("cpu"))
+        assert placement.noop
+        placement.register("transformer", model)
+        with placement.use("transformer") as m:
+            assert m is model
+            got = m(x)
+        placement.release_all()
+        assert torch.equal(got, expected)
+        assert [t.data_ptr() for t in _tensors_of(model)] == ptrs
+
+
+def test_bad_policy_and_unknown_name_are_clear_errors():
+    with pytest.raises(InverseDVSError, match="sequential_offload"):
+        Placement("everything_on_gpu", torch.device("cpu"))
+    placement = Placement("resident", torch.device("cpu"))
+    with pytest.raises(InverseDVSError, match="never loaded"):
+        with placement.use("vae"):
+            pass
+
+
+def test_repeated_blocks_picks_the_longest_uniform_list():
+    model, _ = _model_and_input()
+    assert repeated_blocks(model) is model.blocks
+    assert repeated_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2))) is None
+
+
+def test_repeated_blocks_finds_cogvideox_transformer_blocks():
+    from diffusers import CogVideoXTransformer3DModel
+
+    tiny = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=8, out_channels=4, time_embed_dim=8,
+        text_embed_dim=16, num_layers=5, sample_width=8, sample_height=8, sample_frames=5,
+        max_text_seq_length=4, use_rotary_positional_embeddings=True,
+    )
+    assert repeated_blocks(tiny) is tiny.transformer_blocks
+
+
+def test_parcel_round_trip_and_in_place_changes_survive_detach():
+    model, x = _model_and_input()
+    expected = model(x)
+    parcel = Parcel(_tensors_of(model), pin=False)
+    assert all(_within(t, parcel.host) for t in parcel.tensors)
+    assert torch.equal(model(x), expected)  # packing changed nothing
+
+    device_copy = parcel.host.clone()
+    parcel.attach(device_copy)
+    assert all(_within(t, device_copy) for t in parcel.tensors)
+    assert torch.equal(model(x), expected)
+    with torch.no_grad():
+        model.out.bias.add_(1.0)  # an in-place edit while "on the device" (e.g. a LoRA merge)
+    parcel.detach()
+    assert all(_within(t, parcel.host) for t in parcel.tensors)
+    assert torch.allclose(model(x), expected + 1.0, atol=1e-6)
+
+
+def test_block_stream_holds_at_most_two_blocks_and_matches_plain_forward():
+    model, x = _model_and_input()
+    expected = model(x)
+    stream = BlockStream(model.blocks, torch.device("cpu"), pin=False)
+    host = [p.host for p in stream.parcels]
+    stream.active = True
+    seen = []
+    handles = [
+        b.register_forward_pre_hook(lambda m, a, i=i: seen.append((i, all(_within(t, host[i]) for t in _tensors_of(m)))))
+        for i, b in enumerate(model.blocks)
+    ]
+    got = model(x)
+    got_again = model(x)
+    for h in handles:
+        h.remove()
+    assert torch.equal(got, expected) and torch.equal(got_again, expected)
+    # when block i started (after the stream's own pre-hook), its weights were the streamed copy, not the host buffer
+    assert [i for i, on_host in seen] == list(range(N_BLOCKS)) * 2
+    assert not any(on_host for _, on_host in seen)
+    assert stream.max_on_device == 2
+    assert set(stream.pending) == {0}  # block 0 prefetched for the next pass
+    stream.stop()
+    assert not stream.pending
+    assert all(_within(t, host[i]) for i, b in enumerate(model.blocks) for t in _tensors_of(b))
+    stream.remove()
+    assert torch.equal(model(x), expected)
+
+
+@pytest.mark.parametrize("policy", ["model_offload", "sequential_offload"])
+def test_offload_policies_move_weights_only_inside_use(policy):
+    model, x = _model_and_input()
+    expected = model(x)
+    placement = Placement(policy, torch.device("cpu"))
+    placement.noop = False  # drive the real mechanics with CPU buffers standing in for the device
+    placement.register("transformer", model)
+    entry = placement._entries["transformer"]
+    assert all(_within(t, entry.parcel.host) for t in entry.parcel.tensors)
+    with placement.use("transformer") as m:
+        assert m is model
+        assert entry.parcel.device_flat is not None
+        assert not any(_within(t, entry.parcel.host) for t in entry.parcel.tensors)
+        with placement.use("transformer"):  # nested use keeps the weights in place
+            pass
+        assert entry.parcel.device_flat is not None
+        got = m(x)
+    assert torch.equal(got, expected)
+    assert entry.parcel.device_flat is None
+    assert all(_within(t, entry.parcel.host) for t in entry.parcel.tensors)
+    if policy == "sequential_offload":
+        streamed = {id(t) for b in model.blocks for t in _tensors_of(b)}
+        assert not streamed & {id(t) for t in entry.parcel.tensors}
+        assert placement.stats()["max_blocks_on_device"] == {"transformer": 2}
+        assert not entry.stream.pending
+    else:
+        assert entry.stream is None
+    placement.release_all()
+    assert torch.equal(model(x), expected)
