@@ -1,0 +1,295 @@
+"""Shared input checks for the nodes: each one raises ``InverseDVSError`` with a message that says
+what was wrong and what to do, before anything heavy runs.
+
+Node modules call these at the top of their FUNCTION so every node fails early and the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import ntpath
+import os
+import re
+
+import torch
+
+from ..errors import InverseDVSError
+from . import _host
+
+GIB = 1024**3
+MIB = 1024**2
+# Headroom kept free when judging whether an allocation fits (the OS, the host, fragmentation).
+MEMORY_HEADROOM = 0.9
+# CogVideoX compresses 4 frames into one latent frame and keeps the first: 4k+1 frames.
+TEMPORAL_STRIDE = 4
+# Video sizes the transformer accepts: 8x VAE downsampling times 2x2 patches.
+SPATIAL_MULTIPLE = 16
+_OOM_ALLOCATION = re.compile(r"Tried to allocate ([0-9.]+ [KMGT]i?B)")
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as a short human string: '512 MiB', '3.4 GiB'."""
+    if n >= GIB:
+        return f"{n / GIB:.1f} GiB"
+    return f"{max(n, 0) / MIB:.0f} MiB"
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def check_range(value: float, lo: float, hi: float, name: str, node: str, *, lo_open: bool = False,
+                hint: str = "") -> float:
+    """``value`` inside [lo, hi] (or (lo, hi] with ``lo_open``) and finite, else a clear error."""
+    left = "(" if lo_open else "["
+    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        raise InverseDVSError(
+            f"{node}: {name} = {value:g} is out of range; it must be in {left}{lo:g}, {hi:g}]."
+            + (f" {hint}" if hint else "")
+        )
+    return value
+
+
+def check_steps(steps: int, node: str) -> int:
+    """A number of diffusion steps (>= 1)."""
+    if int(steps) != steps or steps < 1:
+        raise InverseDVSError(f"{node}: steps = {steps} but at least 1 step is needed; 30 is the reference value.")
+    return int(steps)
+
+
+def check_strength(strength: float, node: str) -> float:
+    """A denoising strength in (0, 1]."""
+    return check_range(strength, 0.0, 1.0, "strength", node, lo_open=True,
+                       hint="0.98 is the reference value (start one step below pure noise).")
+
+
+# ----------------------------------------------------------------------------- tensors
+
+
+def check_image(image, name: str, node: str) -> torch.Tensor:
+    """An IMAGE batch: float tensor [F, H, W, 3] with F, H, W >= 1 and finite values."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] != 3:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InverseDVSError(
+            f"{node}: {name} must be an IMAGE batch of shape [frames, height, width, 3]; got {shape}. "
+            "Connect a video or image output (RGB) here."
+        )
+    if min(image.shape[:3]) < 1:
+        raise InverseDVSError(f"{node}: {name} is empty (shape {tuple(image.shape)}); it needs at least one frame.")
+    if not torch.isfinite(image).all():
+        raise InverseDVSError(f"{node}: {name} contains NaN or infinite values; check the node that produced it.")
+    return image
+
+
+def check_mask(mask, name: str, node: str) -> torch.Tensor:
+    """A MASK batch [F, H, W] (a single [H, W] mask becomes one frame) with values in [0, 1]."""
+    if isinstance(mask, torch.Tensor) and mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 3:
+        shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise InverseDVSError(f"{node}: {name} must be a MASK of shape [frames, height, width]; got {shape}.")
+    if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
+        raise InverseDVSError(
+            f"{node}: {name} must hold values in 0..1 (1 = hole to synthesise); "
+            f"got values from {mask.min().item():g} to {mask.max().item():g}."
+        )
+    return mask
+
+
+def check_frame_counts(node: str, **counts: int) -> int:
+    """Every named frame count equal (e.g. ``video=49, depth=49, path=49``); returns the count."""
+    values = set(counts.values())
+    if len(values) > 1:
+        listed = ", ".join(f"{k} has {v}" for k, v in counts.items())
+        raise InverseDVSError(
+            f"{node}: frame counts disagree ({listed}). Give every input the same number of frames "
+            "(same frame_load_cap / skip / select_every_nth on the loader, and num_frames on the camera path)."
+        )
+    return values.pop()
+
+
+def check_same_size(node: str, **sizes: tuple[int, int]) -> tuple[int, int]:
+    """Every named (height, width) equal; returns it."""
+    values = set(tuple(s) for s in sizes.values())
+    if len(values) > 1:
+        listed = ", ".join(f"{k} is {w}x{h}" for k, (h, w) in sizes.items())
+        raise InverseDVSError(
+            f"{node}: frame sizes disagree ({listed}). Resize them to one width x height first."
+        )
+    return values.pop()
+
+
+def check_4k_plus_1(frames: int, node: str) -> int:
+    """A frame count the video VAE accepts: 4k+1 (1, 5, 9, ..., 49)."""
+    if frames < 1 or (frames - 1) % TEMPORAL_STRIDE:
+        lower = (frames - 1) // TEMPORAL_STRIDE * TEMPORAL_STRIDE + 1
+        raise InverseDVSError(
+            f"{node}: the video has {frames} frames but the model needs 4k+1 frames (e.g. 49). "
+            f"Use {lower} or {lower + TEMPORAL_STRIDE} frames: set frame_load_cap on the loader or turn on its 4k+1 trim."
+        )
+    return frames
+
+
+def check_multiple_of_16(height: int, width: int, node: str) -> tuple[int, int]:
+    """A frame size the transformer accepts: height and width multiples of 16."""
+    m = SPATIAL_MULTIPLE
+    if height % m or width % m:
+        def near(v):
+            return max(m, round(v / m) * m)
+        raise InverseDVSError(
+            f"{node}: frames are {width}x{height} but width and height must be multiples of {m}. "
+            f"Resize to {near(width)}x{near(height)} (720x480 is the model's native size)."
+        )
+    return height, width
+
+
+def check_depth(depth: torch.Tensor, node: str) -> torch.Tensor:
+    """A depth video: finite, not all zero, not constant (a flat map carries no geometry)."""
+    if torch.isnan(depth).any():
+        raise InverseDVSError(f"{node}: the depth contains NaN values; re-run the depth node or use another depth map.")
+    if torch.isinf(depth).any():
+        raise InverseDVSError(f"{node}: the depth contains infinite values; re-run the depth node or use another depth map.")
+    lo, hi = depth.amin().item(), depth.amax().item()
+    if hi <= 0:
+        raise InverseDVSError(f"{node}: the depth is zero everywhere; connect a real depth map (white = near).")
+    if hi - lo <= 0:
+        raise InverseDVSError(
+            f"{node}: the depth is constant ({lo:g} everywhere), so there is no geometry to warp; "
+            "connect a real depth map (white = near)."
+        )
+    return depth
+
+
+def check_latent(latent, node: str, channels: int | None = None, name: str = "latent") -> torch.Tensor:
+    """A video LATENT dict with ``samples`` [B, C, T, H, W] (C = ``channels`` when given); returns it."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor):
+        raise InverseDVSError(f"{node}: {name} is not a LATENT (no 'samples' tensor); connect a VAE Encode output.")
+    if samples.ndim != 5:
+        raise InverseDVSError(
+            f"{node}: {name} has shape {tuple(samples.shape)}, an image latent; a video latent "
+            "[batch, channels, frames, height, width] from this pack's VAE Encode is needed."
+        )
+    if channels is not None and samples.shape[1] != channels:
+        raise InverseDVSError(
+            f"{node}: {name} has {samples.shape[1]} channels but this model's latents have {channels}; "
+            "it comes from another model's VAE. Encode the video with this pack's VAE Encode."
+        )
+    return samples
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory that can still be allocated on ``device`` (CUDA: free + ComfyUI/torch cache; CPU: available RAM)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # psutil ships with ComfyUI; plain POSIX fallback otherwise
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def tensor_bytes(shape, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes a tensor of ``shape`` and ``dtype`` takes."""
+    return math.prod(int(s) for s in shape) * torch.empty((), dtype=dtype).element_size()
+
+
+def check_fits_memory(needed: int, what: str, node: str, device: torch.device | str = "cpu",
+                      hint: str = "") -> None:
+    """Refuse (before allocating) when ``needed`` bytes exceed what ``device`` has free."""
+    free = free_memory_bytes(torch.device(device))
+    if needed > free * MEMORY_HEADROOM:
+        raise InverseDVSError(
+            f"{node}: {what} needs about {format_bytes(needed)} but only {format_bytes(free)} is free "
+            f"on {torch.device(device).type}. " + (hint or "Use fewer frames or a smaller size.")
+        )
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for torch's CUDA OOM and for the 'out of memory' RuntimeErrors other backends raise."""
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(err, oom_type):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(node: str, stage: str, low_vram_option: str, needed_bytes: int | None = None,
+                           device: torch.device | str | None = None):
+    """Turn an out-of-memory inside the block into an ``InverseDVSError`` naming the low-VRAM option.
+
+    The original exception (and the tensors its traceback holds) is dropped before the new error is
+    raised and the CUDA cache is emptied, so the memory the failed step held is given back.
+    """
+    message = None
+    try:
+        yield
+    except BaseException as err:  # noqa: BLE001 - only OOM is translated, the rest re-raised
+        if not is_out_of_memory(err):
+            raise
+        match = _OOM_ALLOCATION.search(str(err))
+        asked = f" (it tried to allocate {match.group(1)} more)" if match else ""
+        device = torch.device(device) if device is not None else _host.torch_device()
+        need = f" It needs about {format_bytes(needed_bytes)}" if needed_bytes else " It needs more memory"
+        free = format_bytes(free_memory_bytes(device)) if device.type == "cuda" else None
+        message = (
+            f"{node}: out of memory while {stage}{asked}.{need}"
+            + (f"; {free} is free now." if free else ".")
+            + f" Set {low_vram_option} on the model loader, or use fewer frames or a smaller size."
+        )
+        del err
+    if message is not None:
+        _host.free_host_memory()
+        raise InverseDVSError(message)
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _parts(relative: str) -> list[str]:
+    return [p for p in re.split(r"[\\/]+", relative) if p not in ("", ".")]
+
+
+def check_relative_name(name: str, what: str, node: str, folder: str = "ComfyUI's folder") -> list[str]:
+    """Split a user-typed relative name into parts; refuse absolute paths, drives and '..' parts.
+
+    ``folder`` names the folder the name is relative to, for the message (e.g. "ComfyUI's output folder").
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InverseDVSError(f"{node}: {what} is empty; type a name such as 'InverseDVS/video'.")
+    if "\x00" in name:
+        raise InverseDVSError(f"{node}: {what} contains a NUL character; use plain letters, digits, '-', '_' and '/'.")
+    drive, _ = ntpath.splitdrive(name)
+    if os.path.isabs(name) or ntpath.isabs(name) or drive or ":" in name:
+        raise InverseDVSError(
+            f"{node}: {what} '{name}' is an absolute path or names a drive; it must be relative to "
+            f"{folder}."
+        )
+    parts = _parts(name)
+    if ".." in parts:
+        raise InverseDVSError(
+            f"{node}: {what} '{name}' contains '..'; only files inside {folder} "
+            "can be used. Use a name without '..'."
+        )
+    if not parts:
+        raise InverseDVSError(f"{node}: {what} '{name}' names no file; type a name such as 'InverseDVS/video'.")
+    return parts
+
+
+def join_inside(root: str, name: str, what: str, node: str, folder: str = "ComfyUI's folder") -> str:
+    """``root/name`` after checking that ``name`` cannot leave ``root`` (symlinks resolved)."""
+    parts = check_relative_name(name, what, node, folder)
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(real_root, *parts))
+    if os.path.commonpath([real_root, path]) != real_root:
+        raise InverseDVSError(
+            f"{node}: {what} '{name}' leads outside {folder} (through a link); pick a file inside it."
+        )
+    return path

@@ -1,0 +1,157 @@
+"""Output node: an IMAGE batch saved as an mp4 inside ComfyUI's output folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import torch
+
+from ..errors import InverseDVSError
+from . import _host, _validate
+
+VIDEO_EXTENSION = "mp4"
+# Encoders tried in order: H.264 plays in every browser; MPEG-4 part 2 is in every FFmpeg build.
+VIDEO_CODECS = ("libx264", "mpeg4")
+PIXEL_FORMAT = "yuv420p"  # needs even width and height
+DEFAULT_FPS = 8.0  # CogVideoX clips are 49 frames at 8 fps
+DEFAULT_CRF = 19
+MAX_COUNTER_TRIES = 1000
+
+
+def _next_counter(folder: str, name: str) -> int:
+    """One more than the largest counter of existing ``name_NNNNN_.*`` files in ``folder`` (ComfyUI's scheme)."""
+    pattern = re.compile(re.escape(name) + r"_(\d+)_\.")
+    taken = [0]
+    if os.path.isdir(folder):
+        for entry in os.listdir(folder):
+            match = pattern.match(entry)
+            if match:
+                taken.append(int(match.group(1)))
+    return max(taken) + 1
+
+
+def _frame_uint8(frame: torch.Tensor, height: int, width: int):
+    """One IMAGE frame [H, W, 3] in 0..1 → uint8 numpy [height, width, 3], edge-padded to the even size."""
+    pixels = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    pad_h, pad_w = height - pixels.shape[0], width - pixels.shape[1]
+    if pad_h or pad_w:
+        pixels = torch.nn.functional.pad(pixels.permute(2, 0, 1)[None].float(), (0, pad_w, 0, pad_h),
+                                         mode="replicate")[0].permute(1, 2, 0).to(torch.uint8)
+    return pixels.numpy()
+
+
+def _open_stream(container, fps: float, width: int, height: int, crf: int):
+    import av
+    from fractions import Fraction
+
+    rate = Fraction(fps).limit_denominator(1001)
+    for codec in VIDEO_CODECS:
+        if codec in av.codecs_available:
+            stream = container.add_stream(codec, rate=rate)
+            break
+    else:
+        raise InverseDVSError("Save Video: this PyAV build has no H.264 or MPEG-4 encoder; reinstall 'av' from PyPI.")
+    stream.width, stream.height, stream.pix_fmt = width, height, PIXEL_FORMAT
+    if stream.codec_context.name == "libx264":
+        stream.options = {"crf": str(crf)}
+    return stream
+
+
+def write_mp4(path: str, images: torch.Tensor, fps: float, crf: int = DEFAULT_CRF,
+              metadata: dict[str, str] | None = None, progress: _host.Progress | None = None) -> None:
+    """Encode IMAGE [F, H, W, 3] (0..1) to ``path`` as mp4; checks ComfyUI's interrupt before every frame."""
+    import av
+
+    height = images.shape[1] + images.shape[1] % 2
+    width = images.shape[2] + images.shape[2] % 2
+    with av.open(path, mode="w", format="mp4") as container:
+        for key, value in (metadata or {}).items():
+            container.metadata[key] = value
+        stream = _open_stream(container, fps, width, height, crf)
+        for frame in images:
+            _host.throw_if_interrupted()
+            video_frame = av.VideoFrame.from_ndarray(_frame_uint8(frame, height, width), format="rgb24")
+            container.mux(stream.encode(video_frame))
+            if progress is not None:
+                progress.update(1)
+        container.mux(stream.encode(None))
+
+
+def _claim(temporary: str, folder: str, name: str) -> str:
+    """Give ``temporary`` its final ``name_NNNNN_.mp4`` name without ever replacing an existing file."""
+    for _ in range(MAX_COUNTER_TRIES):
+        final = os.path.join(folder, f"{name}_{_next_counter(folder, name):05}_.{VIDEO_EXTENSION}")
+        try:
+            os.link(temporary, final)  # fails if ``final`` appeared meanwhile; never overwrites
+        except FileExistsError:
+            continue
+        except OSError:  # file systems without hard links: rename (checked first, so no overwrite in practice)
+            if os.path.exists(final):
+                continue
+            os.rename(temporary, final)
+            return final
+        os.unlink(temporary)
+        return final
+    raise InverseDVSError(f"Save Video: could not find a free file name for '{name}' in {folder}.")
+
+
+class SaveVideo:
+    """Save frames as an mp4 in ComfyUI's output folder and show it in the node."""
+
+    DISPLAY_NAME = "Save Video (InverseDVS)"
+    CATEGORY = "InverseDVS/output"
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("filename",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "Frames to save, in order (a video is a batch of frames)."}),
+                "fps": ("FLOAT", {"default": DEFAULT_FPS, "min": 1.0, "max": 120.0, "step": 1.0,
+                                  "tooltip": "Frames per second of the saved video (CogVideoX clips play at 8)."}),
+                "filename_prefix": ("STRING", {"default": "InverseDVS/video",
+                                               "tooltip": "Name inside ComfyUI's output folder; '/' makes sub-folders. "
+                                                          "A counter is appended, nothing is overwritten."}),
+            },
+            "optional": {
+                "crf": ("INT", {"default": DEFAULT_CRF, "min": 0, "max": 51,
+                                "tooltip": "H.264 quality: lower is better and bigger (0 = lossless, 19 is visually clean)."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def save(self, images, fps, filename_prefix, crf=DEFAULT_CRF, prompt=None, extra_pnginfo=None):
+        node = "Save Video"
+        _validate.check_image(images, "images", node)
+        _validate.check_range(fps, 1.0, 120.0, "fps", node)
+        root = _host.output_directory()
+        target = _validate.join_inside(root, filename_prefix, "filename_prefix", node, "ComfyUI's output folder")
+        folder, name = os.path.dirname(target), os.path.basename(target)
+        os.makedirs(folder, exist_ok=True)
+        metadata = {}
+        if prompt is not None:
+            metadata["prompt"] = json.dumps(prompt)
+        for key, value in (extra_pnginfo or {}).items():
+            metadata[key] = json.dumps(value)
+
+        temporary = os.path.join(folder, f".{name}.{os.getpid()}.{id(images):x}.partial")
+        try:
+            write_mp4(temporary, images, fps, crf, metadata, _host.Progress(images.shape[0]))
+            final = _claim(temporary, folder, name)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        subfolder = os.path.relpath(folder, os.path.realpath(root))
+        subfolder = "" if subfolder == "." else subfolder.replace(os.sep, "/")
+        filename = os.path.basename(final)
+        result = {"filename": filename, "subfolder": subfolder, "type": "output"}
+        relative = f"{subfolder}/{filename}" if subfolder else filename
+        return {"ui": {"images": [result], "animated": (True,)}, "result": (relative,)}
+
+
+NODES = (SaveVideo,)
