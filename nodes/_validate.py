@@ -11,6 +11,7 @@ import math
 import ntpath
 import os
 import re
+import traceback
 
 import torch
 
@@ -212,6 +213,18 @@ def check_fits_memory(needed: int, what: str, node: str, device: torch.device | 
         )
 
 
+def check_video_memory(frames: int, height: int, width: int, node: str, copies: int = 1,
+                       device: torch.device | str = "cpu") -> int:
+    """Refuse a video of ``frames`` x ``height`` x ``width`` RGB float32 frames (``copies`` of it) that
+    cannot fit in memory; returns the estimated bytes."""
+    needed = copies * tensor_bytes((frames, height, width, 3))
+    check_fits_memory(
+        needed, f"{frames} frames at {width}x{height}", node, device,
+        hint="Lower the width and height (720x480 is the model's native size) or load fewer frames.",
+    )
+    return needed
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """True for torch's CUDA OOM and for the 'out of memory' RuntimeErrors other backends raise."""
     oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
@@ -244,10 +257,12 @@ def out_of_memory_as_error(node: str, stage: str, low_vram_option: str, needed_b
             + (f"; {free} is free now." if free else ".")
             + f" Set {low_vram_option} on the model loader, or use fewer frames or a smaller size."
         )
+        traceback.clear_frames(err.__traceback__)  # drop the failed step's tensors now
+        err.__traceback__ = None
         del err
     if message is not None:
         _host.free_host_memory()
-        raise InverseDVSError(message)
+        raise InverseDVSError(message) from None
 
 
 # ----------------------------------------------------------------------------- paths

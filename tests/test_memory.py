@@ -1,0 +1,61 @@
+"""Memory: refuse what cannot fit before allocating, turn an out-of-memory into a clear error that
+gives the memory back, and do not grow memory over repeated runs."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from inversedvs.errors import InverseDVSError
+from inversedvs.nodes import _validate
+
+GIB = 1024**3
+
+
+def test_out_of_memory_becomes_a_clear_error_and_drops_the_failed_step():
+    held = []
+
+    def failing_step():
+        activations = torch.zeros(1024, 1024)  # what the step held when it ran out of memory
+        held.append(weakref.ref(activations))
+        raise torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity of 23.65 GiB"
+        )
+
+    with pytest.raises(InverseDVSError) as info:
+        with _validate.out_of_memory_as_error("Sample", "sampling", "memory_policy = sequential_offload",
+                                              needed_bytes=int(11.5 * GIB), device="cpu"):
+            failing_step()
+    message = str(info.value)
+    assert "memory_policy = sequential_offload" in message
+    assert "2.50 GiB" in message and "11.5 GiB" in message
+    assert info.value.__suppress_context__  # the torch traceback is not the user's error
+    gc.collect()
+    assert held[0]() is None, "the failed step's tensors are still alive"
+
+
+@pytest.mark.parametrize("text", ["out of memory", "MPS backend out of memory (MPS allocated: 9 GB)"])
+def test_runtime_errors_saying_out_of_memory_are_recognised(text):
+    with pytest.raises(InverseDVSError, match="sequential_offload"):
+        with _validate.out_of_memory_as_error("Sample", "sampling", "sequential_offload", device="cpu"):
+            raise RuntimeError(text)
+
+
+def test_other_errors_pass_through_unchanged():
+    with pytest.raises(KeyError):
+        with _validate.out_of_memory_as_error("Sample", "sampling", "sequential_offload", device="cpu"):
+            raise KeyError("not memory")
+
+
+def test_video_memory_estimate_and_refusal(monkeypatch):
+    monkeypatch.setattr(_validate, "free_memory_bytes", lambda device: 8 * GIB)
+    assert _validate.check_video_memory(49, 480, 720, "Load Video") == 49 * 480 * 720 * 3 * 4
+    with pytest.raises(InverseDVSError, match=r"needs about 36\.8 GiB but only 8\.0 GiB is free"):
+        _validate.check_video_memory(49, 4096, 8192, "Load Video", copies=2)
+
+
+def test_free_memory_is_positive_on_this_machine():
+    assert _validate.free_memory_bytes(torch.device("cpu")) > 64 * 1024**2
