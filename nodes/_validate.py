@@ -308,3 +308,29 @@ def join_inside(root: str, name: str, what: str, node: str, folder: str = "Comfy
             f"{node}: {what} '{name}' leads outside {folder} (through a link); pick a file inside it."
         )
     return path
+
+
+# ----------------------------------------------------------------------------- weights
+
+# A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
+SAFETENSORS_MAX_HEADER = 100 * MIB
+
+
+def check_safetensors_file(path: str, what: str, node: str) -> str:
+    """``path`` is a readable safetensors file (checked from its header, never unpickled); returns it."""
+    name = os.path.basename(path)
+    problem = None
+    if not name.lower().endswith(".safetensors"):
+        problem = "is not a .safetensors file"
+    else:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+        if not 2 <= size <= SAFETENSORS_MAX_HEADER or head[8:9] != b"{":
+            problem = "is not in safetensors format (it may be a renamed pickle .bin/.pt/.ckpt file)"
+    if problem:
+        raise InverseDVSError(
+            f"{node}: {what} '{name}' {problem}. Only .safetensors weights are loaded (pickled "
+            "weights can run code); convert it to safetensors or download the .safetensors version."
+        )
+    return path

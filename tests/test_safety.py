@@ -185,3 +185,38 @@ def test_save_video_runs_offline(tmp_path, monkeypatch):
     with network_blocked():
         SaveVideo().save(torch.rand(3, 16, 16, 3), 8.0, "offline")
     assert os.listdir(tmp_path) == ["offline_00001_.mp4"]
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+class _Trap:
+    """Unpickling this object creates ``marker`` (what a malicious checkpoint would do, harmlessly)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def booby_trapped_checkpoint(path, marker):
+    """A pickle checkpoint at ``path`` that creates ``marker`` if anything unpickles it."""
+    torch.save({"weight": torch.zeros(2), "payload": _Trap(marker)}, str(path))
+    return path
+
+
+def test_safetensors_check_reads_only_the_header(tmp_path):
+    from safetensors.torch import save_file
+
+    from inversedvs.nodes import _validate
+
+    good = tmp_path / "lora.safetensors"
+    save_file({"w": torch.ones(3)}, str(good))
+    assert _validate.check_safetensors_file(str(good), "LoRA", "Load Model") == str(good)
+    marker = tmp_path / "unpickled"
+    for name in ("lora.bin", "renamed.safetensors"):
+        booby_trapped_checkpoint(tmp_path / name, marker)
+        with pytest.raises(InverseDVSError, match="safetensors"):
+            _validate.check_safetensors_file(str(tmp_path / name), "LoRA", "Load Model")
+    assert not marker.exists()
