@@ -1,0 +1,253 @@
+"""CogVideoX-5B-I2V through diffusers: load a diffusers-layout folder, encode, decode, predict v.
+
+Folder layout (as published): ``transformer/``, ``vae/``, ``scheduler/``, ``text_encoder/``,
+``tokenizer/`` (``model_index.json`` optional). Weights are read from safetensors only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+
+import torch
+
+from ..errors import InverseDVSError
+from ..krnr.schedule import NoiseSchedule
+from .lora import merge_lora, read_safetensors
+from .offload import POLICIES, Placement
+
+MODEL_ID = "cogvideox-5b-i2v"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+# Offset embedding CogVideoX 1.5 checkpoints expect (none for 5B-I2V 1.0, whose ofs_embed_dim is null).
+OFS_VALUE = 2.0
+# Files each component folder must hold ("*" = any name with that ending).
+REQUIRED = {
+    "transformer": ("config.json", "*.safetensors"),
+    "vae": ("config.json", "*.safetensors"),
+    "scheduler": ("scheduler_config.json",),
+    "text_encoder": ("config.json", "*.safetensors"),
+    "tokenizer": ("tokenizer_config.json",),
+}
+TOKENIZER_VOCAB = ("spiece.model", "tokenizer.json")
+
+
+def missing_parts(folder: str) -> list[str]:
+    """What a diffusers-layout CogVideoX folder lacks, as relative paths ('transformer/*.safetensors', …)."""
+    missing = []
+    for part, files in REQUIRED.items():
+        for f in files:
+            pattern = os.path.join(folder, part, f)
+            if not glob.glob(pattern):
+                missing.append(f"{part}/{f}")
+    if os.path.isdir(os.path.join(folder, "tokenizer")) and not any(
+        os.path.exists(os.path.join(folder, "tokenizer", v)) for v in TOKENIZER_VOCAB
+    ):
+        missing.append("tokenizer/spiece.model (or tokenizer.json)")
+    return missing
+
+
+def check_model_folder(folder: str | None, name: str, searched: list[str]) -> str:
+    """``folder`` if it is a complete model folder, else InverseDVSError listing what is missing and where it looked."""
+    if folder is None or not os.path.isdir(folder):
+        where = "; ".join(searched) or "(no folder registered)"
+        raise InverseDVSError(
+            f"Video model folder '{name}' was not found. Looked in: {where}. Put CogVideoX-5B-I2V in diffusers "
+            "layout (transformer/, vae/, scheduler/, text_encoder/, tokenizer/) into models/inversedvs_video/<name>/."
+        )
+    missing = missing_parts(folder)
+    if missing:
+        raise InverseDVSError(
+            f"Video model folder '{folder}' is incomplete; missing: {', '.join(missing)}. Copy the whole "
+            "CogVideoX-5B-I2V repository (diffusers layout, safetensors weights) into that folder."
+        )
+    return folder
+
+
+def resize_crop_region(grid: tuple[int, int], base_width: int, base_height: int):
+    """Where a (rows, cols) token grid sits after fitting it, aspect kept, centred, into base_height×base_width.
+
+    Returns ((top, left), (bottom, right)) in base-grid units — the crop CogVideoX's rotary embedding uses.
+    """
+    rows, cols = grid
+    if rows / cols > base_height / base_width:
+        fit_h, fit_w = base_height, int(round(base_height / rows * cols))
+    else:
+        fit_h, fit_w = int(round(base_width / cols * rows)), base_width
+    top = int(round((base_height - fit_h) / 2.0))
+    left = int(round((base_width - fit_w) / 2.0))
+    return (top, left), (top + fit_h, left + fit_w)
+
+
+def first_frame_condition(latents: torch.Tensor) -> torch.Tensor:
+    """Image condition of CogVideoX I2V: latent frame 0 kept, the other frames zero ([B, C, T, h, w] → same)."""
+    cond = torch.zeros_like(latents)
+    cond[:, :, :1] = latents[:, :, :1]
+    return cond
+
+
+class CogVideoXModel:
+    """A loaded CogVideoX-5B-I2V (transformer + VAE resident per the memory policy; T5 loaded per use)."""
+
+    model_id = MODEL_ID
+    spatial_compression = 8
+    temporal_compression = 4
+
+    def __init__(self, folder: str, dtype: str = "bf16", policy: str = "model_offload",
+                 device: torch.device | None = None, lora_path: str | None = None, lora_strength: float = 1.0,
+                 speed_up=None):
+        from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+
+        if dtype not in DTYPES:
+            raise InverseDVSError(f"Unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}.")
+        if policy not in POLICIES:
+            raise InverseDVSError(f"Unknown memory policy {policy!r}; choose one of {', '.join(POLICIES)}.")
+        self.folder = folder
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.dtype = DTYPES[dtype]
+        if self.device.type == "cpu" and self.dtype == torch.float16:
+            self.dtype = torch.float32  # half precision matmuls are not available on every CPU
+        self.policy = policy
+        with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
+            self.schedule = NoiseSchedule(json.load(f))
+        load = dict(torch_dtype=self.dtype, use_safetensors=True, local_files_only=True)
+        self.transformer = CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer", **load).eval()
+        self.vae = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", **load).eval()
+        self.transformer.requires_grad_(False)
+        self.vae.requires_grad_(False)
+        self.lora_layers = 0
+        if lora_path:
+            state = read_safetensors(lora_path, "LoRA")
+            self.lora_layers = merge_lora(self.transformer, state, lora_strength, "CogVideoX-5B-I2V's transformer")
+        if speed_up is not None:
+            self.transformer = speed_up(self.transformer)
+        cfg = self.transformer.config
+        self.latent_channels = int(cfg.out_channels)
+        if int(cfg.in_channels) != 2 * self.latent_channels:
+            raise InverseDVSError(
+                f"The transformer in '{folder}' takes {cfg.in_channels} input channels; an image-to-video CogVideoX "
+                f"needs twice its {self.latent_channels} latent channels. Use the CogVideoX-5B-I2V folder, not the "
+                "text-to-video one."
+            )
+        self.scaling_factor = float(self.vae.config.scaling_factor)
+        self.placement = Placement(policy, self.device)
+        self.placement.register("transformer", self.transformer)
+        self.placement.register("vae", self.vae)
+
+    # -------------------------------------------------------------------------------- text
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        """Prompts → T5 embeddings [len(prompts), L, D] float32 on the CPU; T5 is loaded here and released after."""
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        tokenizer = AutoTokenizer.from_pretrained(os.path.join(self.folder, "tokenizer"), local_files_only=True)
+        encoder = T5EncoderModel.from_pretrained(
+            os.path.join(self.folder, "text_encoder"), torch_dtype=self.dtype, use_safetensors=True,
+            local_files_only=True,
+        ).eval()
+        length = int(self.transformer.config.max_text_seq_length)
+        ids = tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
+                        add_special_tokens=True, return_tensors="pt").input_ids
+        placement = Placement(self.policy, self.device)
+        placement.register("text_encoder", encoder)
+        try:
+            with torch.no_grad(), placement.use("text_encoder") as enc:
+                embeds = enc(ids.to(self.device))[0].float().cpu()
+        finally:
+            placement.release_all()
+            placement.unregister("text_encoder")
+            del encoder
+        return embeds
+
+    # -------------------------------------------------------------------------------- VAE
+    def _vae_options(self, vae, tiled: bool) -> None:
+        if tiled:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+
+    def encode_video(self, frames: torch.Tensor, tiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """IMAGE [F, H, W, 3] 0..1 → posterior (mean, std) [1, C, T, h, w] float32 on the CPU, times the scaling factor."""
+        video = (frames.permute(3, 0, 1, 2).unsqueeze(0) * 2.0 - 1.0)  # [1, 3, F, H, W] in -1..1
+        with torch.no_grad(), self.placement.use("vae") as vae:
+            self._vae_options(vae, tiled)
+            dist = vae.encode(video.to(self.device, self.dtype)).latent_dist
+            mean = dist.mean.float().cpu() * self.scaling_factor
+            std = dist.std.float().cpu() * self.scaling_factor
+        return mean, std
+
+    def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+        """Latents [B, C, T, h, w] (scaled) → IMAGE [B·F, H, W, 3] in 0..1 float32 on the CPU."""
+        with torch.no_grad(), self.placement.use("vae") as vae:
+            self._vae_options(vae, tiled)
+            video = vae.decode((latents / self.scaling_factor).to(self.device, self.dtype)).sample
+        video = ((video.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)  # [B, 3, F, H, W]
+        return video.permute(0, 2, 3, 4, 1).reshape(-1, *video.shape[3:], 3)
+
+    # -------------------------------------------------------------------------------- denoiser
+    def check_latent_size(self, height: int, width: int, node: str) -> None:
+        """Learned positional embeddings (CogVideoX-5B-I2V) only exist for the training size: refuse others."""
+        cfg = self.transformer.config
+        if getattr(cfg, "use_learned_positional_embeddings", False) and (height, width) != (cfg.sample_height, cfg.sample_width):
+            s = self.spatial_compression
+            raise InverseDVSError(
+                f"{node}: this model only generates at {cfg.sample_width * s}x{cfg.sample_height * s} "
+                f"(its positional embeddings are learned for that size), but the video is {width * s}x{height * s}. "
+                f"Load or resize the video to {cfg.sample_width * s}x{cfg.sample_height * s}."
+            )
+
+    def rotary_embedding(self, frames: int, height: int, width: int):
+        """(cos, sin) rotary tables for a latent grid of T×h×w, or None when the model has none."""
+        from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+        cfg = self.transformer.config
+        if not cfg.use_rotary_positional_embeddings:
+            return None
+        p = cfg.patch_size
+        grid = (height // p, width // p)
+        if cfg.patch_size_t is None:
+            crops = resize_crop_region(grid, cfg.sample_width // p, cfg.sample_height // p)
+            return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=crops, grid_size=grid,
+                                           temporal_size=frames, device=self.device)
+        return get_3d_rotary_pos_embed(embed_dim=cfg.attention_head_dim, crops_coords=None, grid_size=grid,
+                                       temporal_size=(frames + cfg.patch_size_t - 1) // cfg.patch_size_t,
+                                       grid_type="slice", max_size=(cfg.sample_height // p, cfg.sample_width // p),
+                                       device=self.device)
+
+    @contextlib.contextmanager
+    def transformer_session(self, condition: torch.Tensor, text_embeds: torch.Tensor):
+        """The denoiser on the device for a whole loop; yields ``predict_v(x, t) -> v``.
+
+        ``condition``: clean latent [1, C, T, h, w] whose first frame is the image condition;
+        ``text_embeds``: [B, L, D] — B = 1 (one pass per call) or 2 (negative, positive batched in one pass).
+        ``predict_v(x, t)`` takes x [1, C, T, h, w] and returns v [B, C, T, h, w] float32 on x's device.
+        """
+        _, _, frames, height, width = condition.shape
+        rotary = self.rotary_embedding(frames, height, width)
+        batch = text_embeds.shape[0]
+        cond = first_frame_condition(condition).to(self.device, self.dtype)
+        cond = cond.expand(batch, -1, -1, -1, -1)
+        embeds = text_embeds.to(self.device, self.dtype)
+        ofs = None
+        if getattr(self.transformer.config, "ofs_embed_dim", None) is not None:
+            ofs = torch.full((batch,), OFS_VALUE, device=self.device, dtype=self.dtype)
+
+        with torch.no_grad(), self.placement.use("transformer") as transformer:
+            def predict_v(x: torch.Tensor, t: int) -> torch.Tensor:
+                x_in = x.to(self.device, self.dtype).expand(batch, -1, -1, -1, -1)
+                hidden = torch.cat([x_in, cond], dim=1).transpose(1, 2)  # [B, T, 2C, h, w]
+                timestep = torch.full((batch,), int(t), device=self.device, dtype=torch.long)
+                out = transformer(hidden_states=hidden, encoder_hidden_states=embeds, timestep=timestep, ofs=ofs,
+                                  image_rotary_emb=rotary, return_dict=False)[0]
+                return out.transpose(1, 2).float().to(x.device)
+
+            yield predict_v
+
+    def release(self) -> None:
+        """Take the weights off the device (kept in host memory) and empty the device cache."""
+        self.placement.release_all()
+
+
+def load_cogvideox(folder: str, **kwargs) -> CogVideoXModel:
+    """Load a checked diffusers-layout folder (see ``check_model_folder``) as a ``CogVideoXModel``."""
+    return CogVideoXModel(folder, **kwargs)

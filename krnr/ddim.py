@@ -1,0 +1,104 @@
+"""Deterministic DDIM sampling and inversion for a v-prediction model, as pure tensor maths.
+
+A v-prediction model outputs v = √ᾱ·ε − √(1−ᾱ)·x0 for the noisy latent x = √ᾱ·x0 + √(1−ᾱ)·ε.
+The loops take ``predict_v(x, t) -> v`` (any batched callable: a transformer, a test double) and
+an optional ``callback(i, t, x)`` run after each step (progress bars, interrupts).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .schedule import NoiseSchedule
+
+PredictV = Callable[[torch.Tensor, int], torch.Tensor]
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+def x0_from_v(x: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """Clean latent x0 = √ᾱ·x − √(1−ᾱ)·v (same shape as ``x``)."""
+    return alpha_bar**0.5 * x - (1.0 - alpha_bar) ** 0.5 * v
+
+
+def eps_from_v(x: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """Noise ε = √ᾱ·v + √(1−ᾱ)·x (same shape as ``x``)."""
+    return alpha_bar**0.5 * v + (1.0 - alpha_bar) ** 0.5 * x
+
+
+def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """Velocity v = √ᾱ·ε − √(1−ᾱ)·x0 (same shape as ``x0``)."""
+    return alpha_bar**0.5 * eps - (1.0 - alpha_bar) ** 0.5 * x0
+
+
+def ddim_move(x: torch.Tensor, v: torch.Tensor, alpha_from: float, alpha_to: float) -> torch.Tensor:
+    """Move x from noise level ᾱ_from to ᾱ_to along the model's (x0, ε): √ᾱ_to·x0 + √(1−ᾱ_to)·ε.
+
+    With ᾱ_to > ᾱ_from this is one DDIM sampling step (η = 0), with ᾱ_to < ᾱ_from one DDIM
+    inversion step. ``x``, ``v``: [...], any shape; returns the same shape and dtype.
+    """
+    x0 = x0_from_v(x, v, alpha_from)
+    eps = eps_from_v(x, v, alpha_from)
+    return alpha_to**0.5 * x0 + (1.0 - alpha_to) ** 0.5 * eps
+
+
+def ddim_step(schedule: NoiseSchedule, x: torch.Tensor, v: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+    """One sampling step from timestep ``t`` to ``schedule.prev(t, steps)`` (x: [...] latent)."""
+    return ddim_move(x, v, schedule.alpha_bar(t), schedule.alpha_bar(schedule.prev(t, steps)))
+
+
+def ddim_inversion_step(schedule: NoiseSchedule, x: torch.Tensor, v: torch.Tensor, t: int, steps: int) -> torch.Tensor:
+    """One inversion step from level ``prev(t)`` up to timestep ``t``; ``v`` is the model's output at (x, t)."""
+    return ddim_move(x, v, schedule.alpha_bar(schedule.prev(t, steps)), schedule.alpha_bar(t))
+
+
+def sample(schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
+           callback: StepCallback | None = None) -> torch.Tensor:
+    """DDIM sampling: x at timesteps[0] → clean latent, one model call per timestep (descending list).
+
+    ``x``: noisy latent [B, C, T, h, w] (any shape ``predict_v`` accepts); returns the same shape.
+    """
+    for i, t in enumerate(timesteps):
+        v = predict_v(x, t)
+        x = ddim_step(schedule, x, v.to(x.dtype), t, steps)
+        if callback is not None:
+            callback(i, t, x)
+    return x
+
+
+def invert(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
+           callback: StepCallback | None = None) -> torch.Tensor:
+    """DDIM inversion: clean latent → noisy latent at timesteps[-1], one model call per timestep (ascending list).
+
+    At a zero-terminal-SNR last timestep (ᾱ = 0) the result is the model's noise prediction ε.
+    ``x0``: [B, C, T, h, w]; returns the same shape.
+    """
+    x = x0
+    for i, t in enumerate(timesteps):
+        v = predict_v(x, t)
+        x = ddim_inversion_step(schedule, x, v.to(x.dtype), t, steps)
+        if callback is not None:
+            callback(i, t, x)
+    return x
+
+
+def inversion_timesteps(schedule: NoiseSchedule, steps: int, strength: float, to_terminal: bool) -> list[int]:
+    """Ascending timesteps inversion visits: up to the sampling start (``to_terminal`` False) or the grid's top.
+
+    30 steps, strength 0.98: 32 … 966 (29 steps), or 32 … 999 (30 steps) when ``to_terminal``.
+    """
+    full = schedule.grid(steps, 1.0)
+    start = schedule.grid(steps, strength)[0]
+    ascending = full[::-1]
+    return ascending if to_terminal else ascending[: ascending.index(start) + 1]
+
+
+def dynamic_guidance(scale: float, t: int, steps: int) -> float:
+    """CogVideoX's dynamic guidance weight, exactly as its diffusers pipeline computes it.
+
+    w = 1 + scale·(1 − cos(π·((steps − t)/steps)^5))/2, with ``t`` the timestep value (0…999),
+    the formula the reference results were produced with.
+    """
+    return 1.0 + scale * (1.0 - math.cos(math.pi * ((steps - t) / steps) ** 5.0)) / 2.0

@@ -1,0 +1,1 @@
+"""Latent-grid visibility masks and Stochastic Latent Modulation (pure torch, no ComfyUI)."""
