@@ -131,6 +131,8 @@ class CogVideoXModel:
                 "text-to-video one."
             )
         self.scaling_factor = float(self.vae.config.scaling_factor)
+        self.text_width = int(cfg.text_embed_dim)
+        self._empty_embeds = None
         self.placement = Placement(policy, self.device)
         self.placement.register("transformer", self.transformer)
         self.placement.register("vae", self.vae)
@@ -158,6 +160,12 @@ class CogVideoXModel:
             placement.unregister("text_encoder")
             del encoder
         return embeds
+
+    def empty_text_embeds(self) -> torch.Tensor:
+        """Embedding [1, L, D] of the empty prompt (computed once per loaded model)."""
+        if self._empty_embeds is None:
+            self._empty_embeds = self.encode_text([""])
+        return self._empty_embeds
 
     # -------------------------------------------------------------------------------- VAE
     def _vae_options(self, vae, tiled: bool) -> None:

@@ -1,3 +1,304 @@
-"""Placeholder until this module's nodes land."""
+"""Method nodes: KRNRInvert, StochasticLatentModulate, Sample.
 
-NODES = ()
+Separate nodes so ComfyUI's cache keeps the inversion while k, guidance, preservation or the seed
+change. The image condition is the first latent frame of the warped video's VAE posterior mean,
+taken from the LATENT (no second VAE pass, identical for inversion and sampling).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InverseDVSError
+from . import _host, _validate
+from .model import LOW_VRAM_OPTION, MODEL_TYPE, check_model, check_model_latent, text_embeds
+
+INVERSION_ENDS = ("sampling_start", "terminal (reference)")
+DEFAULT_INVERSION_END = "sampling_start"
+MODES = ("paper", "reference")
+SLM_SCOPES = ("tensor (reference)", "channel", "frame")
+CLEAN_SOURCES = ("posterior sample (reference)", "posterior mean")
+DEFAULT_STEPS = 30
+DEFAULT_STRENGTH = 0.98
+DEFAULT_K = 6
+MAX_K = 100
+DEFAULT_GUIDANCE = 10.0
+DEFAULT_PRESERVATION = 1.0
+DEFAULT_SEED = 42
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator(device="cpu").manual_seed(int(seed) % (2**63))
+
+
+def _step_callback(progress: _host.Progress):
+    """Per-step hook of the DDIM loops: advance the progress bar, stop on ComfyUI's cancel."""
+
+    def callback(i, t, x):
+        progress.update(1)
+        _host.throw_if_interrupted()
+
+    return callback
+
+
+def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str):
+    """Pixel hole MASK [F, H, W] → (visibility [T,h,w], unseen, fully_unseen) checked against latent [B,C,T,h,w]."""
+    from ..slm.masks import fully_unseen_cells, latent_visibility, unseen_cells
+
+    mask = _validate.check_mask(mask, "mask", node)
+    frames, height, width = mask.shape
+    t, h, w = samples.shape[2:]
+    expected = ((t - 1) * 4 + 1, h * 8, w * 8)
+    if (frames, height, width) != expected:
+        raise InverseDVSError(
+            f"{node}: the mask is {frames} frames of {width}x{height} but the latent belongs to a video of "
+            f"{expected[0]} frames of {expected[2]}x{expected[1]}. Use the mask that Forward Warp made together "
+            "with the warped video you encoded."
+        )
+    v = latent_visibility(mask)
+    return v, unseen_cells(v), fully_unseen_cells(v)
+
+
+def _clean_x0(clean: dict, generator: torch.Generator, source: str = CLEAN_SOURCES[0]) -> torch.Tensor:
+    """x0 for SLM/K-RNR: an already modulated clean latent as is, else a posterior sample (or the mean)."""
+    from ..krnr.noise_init import posterior_sample
+
+    if clean.get("slm"):
+        return clean["samples"].float()
+    mean = clean.get("mean", clean["samples"]).float()
+    std = clean.get("std")
+    if source == CLEAN_SOURCES[1] or std is None:
+        return mean
+    return posterior_sample(mean, std.float(), generator)
+
+
+def _condition(clean: dict) -> torch.Tensor:
+    """The clean latent whose first frame conditions the model: the posterior mean when known."""
+    return clean.get("mean", clean["samples"]).float()
+
+
+class KRNRInvert:
+    """DDIM-invert the warped video's latent with an empty prompt (one transformer pass per step)."""
+
+    DISPLAY_NAME = "K-RNR Invert (InverseDVS)"
+    CATEGORY = "InverseDVS/diffusion"
+    FUNCTION = "invert"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("noise",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The loaded video model."}),
+                "latent": ("LATENT", {"tooltip": "The warped video's latent from VAE Encode; its first frame is the "
+                                                 "image condition."}),
+                "steps": ("INT", {"default": DEFAULT_STEPS, "min": 1, "max": 1000,
+                                  "tooltip": "Timestep grid size; use the same value in Sample (30 = reference)."}),
+                "strength": ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.01, "max": 1.0, "step": 0.01,
+                                       "tooltip": "Where sampling starts (0.98 with 30 steps = timestep 966); "
+                                                  "use the same value in Sample."}),
+                "inversion_end": (list(INVERSION_ENDS), {"default": DEFAULT_INVERSION_END,
+                                                         "tooltip": "sampling_start (default): invert up to the timestep "
+                                                                    "sampling starts from; on the tiny model it reconstructs "
+                                                                    "the input far better (docs/diffusion.md). terminal "
+                                                                    "(reference): invert every step up to 999 (where nothing "
+                                                                    "of the input survives), as the released code does."}),
+            }
+        }
+
+    def invert(self, model, latent, steps, strength, inversion_end):
+        from ..krnr import ddim
+
+        node = self.DISPLAY_NAME
+        check_model(model, node)
+        samples = check_model_latent(latent, model, node)
+        steps = _validate.check_steps(steps, node)
+        strength = _validate.check_strength(strength, node)
+        if inversion_end not in INVERSION_ENDS:
+            raise InverseDVSError(f"{node}: inversion_end must be one of {', '.join(INVERSION_ENDS)}.")
+        model.check_latent_size(samples.shape[3], samples.shape[4], node)
+        schedule = model.schedule
+        start = schedule.grid(steps, strength)[0]
+        timesteps = ddim.inversion_timesteps(schedule, steps, strength, inversion_end != DEFAULT_INVERSION_END)
+        empty = model.empty_text_embeds()
+        progress = _host.Progress(len(timesteps))
+        try:
+            with _validate.out_of_memory_as_error(node, "inverting the video", LOW_VRAM_OPTION), \
+                    model.transformer_session(_condition(latent), empty) as predict_v:
+                noise = ddim.invert(schedule, samples.float(), timesteps, steps, predict_v, _step_callback(progress))
+        except BaseException:
+            model.release()
+            raise
+        info = {"steps": steps, "strength": strength, "start": start, "end": timesteps[-1]}
+        return ({"samples": noise, "model": model.model_id, "inversion": info},)
+
+
+class StochasticLatentModulate:
+    """Fill unseen latent cells of the clean latent and of the inverted noise with values drawn from visible cells."""
+
+    DISPLAY_NAME = "Stochastic Latent Modulation (InverseDVS)"
+    CATEGORY = "InverseDVS/diffusion"
+    FUNCTION = "modulate"
+    RETURN_TYPES = ("LATENT", "LATENT", "MASK")
+    RETURN_NAMES = ("clean", "noise", "latent_unseen")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clean": ("LATENT", {"tooltip": "The warped video's latent from VAE Encode."}),
+                "noise": ("LATENT", {"tooltip": "The inverted noise from K-RNR Invert."}),
+                "mask": ("MASK", {"tooltip": "Hole mask from Forward Warp (1 = not seen), same frames and size as the video."}),
+                "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
+                                 "tooltip": "Seed of the posterior sample and of the random draws."}),
+            },
+            "optional": {
+                "scope": (list(SLM_SCOPES), {"default": SLM_SCOPES[0],
+                                             "tooltip": "Where fill values are drawn from: anywhere in the tensor "
+                                                        "(reference), the same channel, or the same channel and frame."}),
+                "clean_from": (list(CLEAN_SOURCES), {"default": CLEAN_SOURCES[0],
+                                                     "tooltip": "Clean latent x0: a seeded sample of the VAE posterior "
+                                                                "(reference) or its mean."}),
+            },
+        }
+
+    def modulate(self, clean, noise, mask, seed, scope=SLM_SCOPES[0], clean_from=CLEAN_SOURCES[0]):
+        from ..slm.modulate import stochastic_latent_modulation
+
+        node = self.DISPLAY_NAME
+        x_samples = _validate.check_latent(clean, node, name="clean")
+        eps = _validate.check_latent(noise, node, channels=x_samples.shape[1], name="noise")
+        if eps.shape != x_samples.shape:
+            raise InverseDVSError(
+                f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps.shape)} differ; invert the same "
+                "latent you connect as 'clean'."
+            )
+        if scope not in SLM_SCOPES or clean_from not in CLEAN_SOURCES:
+            raise InverseDVSError(f"{node}: scope must be one of {SLM_SCOPES}, clean_from one of {CLEAN_SOURCES}.")
+        _, unseen, fully = latent_masks(mask, x_samples, node)
+        generator = _generator(seed)
+        x0 = _clean_x0(clean, generator, clean_from)
+        x0, eps = stochastic_latent_modulation(x0, eps.float(), unseen, fully, generator, scope.split(" ")[0])
+        clean_out = dict(clean, samples=x0, slm=True)
+        noise_out = dict(noise, samples=eps, slm=True)
+        return (clean_out, noise_out, unseen.float())
+
+
+class Sample:
+    """K-RNR start latent, then DDIM sampling with per-position guidance: guidance in unseen cells, preservation elsewhere."""
+
+    DISPLAY_NAME = "Sample (InverseDVS)"
+    CATEGORY = "InverseDVS/diffusion"
+    FUNCTION = "sample"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The loaded video model."}),
+                "positive": ("CONDITIONING", {"tooltip": "Prompt embedding from Encode Text."}),
+                "negative": ("CONDITIONING", {"tooltip": "Negative prompt embedding from Encode Text."}),
+                "clean": ("LATENT", {"tooltip": "The warped video's latent (from VAE Encode, or modulated by SLM)."}),
+                "noise": ("LATENT", {"tooltip": "The inverted noise (from K-RNR Invert, or modulated by SLM)."}),
+                "mask": ("MASK", {"tooltip": "Hole mask from Forward Warp (1 = not seen)."}),
+                "steps": ("INT", {"default": DEFAULT_STEPS, "min": 1, "max": 1000,
+                                  "tooltip": "Must equal K-RNR Invert's steps (30 = reference)."}),
+                "strength": ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.01, "max": 1.0, "step": 0.01,
+                                       "tooltip": "Must equal K-RNR Invert's strength (0.98 = start at timestep 966)."}),
+                "k": ("INT", {"default": DEFAULT_K, "min": 0, "max": MAX_K,
+                              "tooltip": "K-RNR order: how much of the input is re-injected into the start noise "
+                                         "(paper mode). 6 equals what the released code effectively uses. "
+                                         "Ignored by reference mode, where every k gives order 2 per round."}),
+                "mode": (list(MODES), {"default": MODES[0],
+                                       "tooltip": "paper: K-RNR closed form with order k. reference: the released code "
+                                                  "(adaptive normalisation with the VAE statistics, three SLM + K-RNR rounds)."}),
+                "guidance": ("FLOAT", {"default": DEFAULT_GUIDANCE, "min": 0.0, "max": 30.0, "step": 0.5,
+                                       "tooltip": "Classifier-free guidance in unseen cells (reference: 10 or 12)."}),
+                "preservation": ("FLOAT", {"default": DEFAULT_PRESERVATION, "min": 0.0, "max": 30.0, "step": 0.5,
+                                           "tooltip": "Guidance in visible cells (reference 1.0 = prompt only, no push)."}),
+                "dynamic_guidance": ("BOOLEAN", {"default": True,
+                                                 "tooltip": "CogVideoX's dynamic (cosine) guidance schedule for the unseen cells."}),
+                "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
+                                 "tooltip": "Seed of the posterior sample and of SLM's draws (reference 42)."}),
+            }
+        }
+
+    def sample(self, model, positive, negative, clean, noise, mask, steps, strength, k, mode, guidance,
+               preservation, dynamic_guidance, seed):
+        from ..krnr import ddim
+        from ..krnr.noise_init import initial_latent
+
+        node = self.DISPLAY_NAME
+        check_model(model, node)
+        x_samples = check_model_latent(clean, model, node, "clean")
+        eps = check_model_latent(noise, model, node, "noise")
+        if eps.shape != x_samples.shape:
+            raise InverseDVSError(
+                f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps.shape)} differ; invert the "
+                "latent you connect as 'clean'."
+            )
+        steps = _validate.check_steps(steps, node)
+        strength = _validate.check_strength(strength, node)
+        if mode not in MODES:
+            raise InverseDVSError(f"{node}: mode must be one of {', '.join(MODES)}.")
+        if int(k) < 0:
+            raise InverseDVSError(f"{node}: k = {k}; the K-RNR order must be 0 or more.")
+        _validate.check_range(guidance, 0.0, 100.0, "guidance", node)
+        _validate.check_range(preservation, 0.0, 100.0, "preservation", node)
+        model.check_latent_size(x_samples.shape[3], x_samples.shape[4], node)
+        schedule = model.schedule
+        timesteps = schedule.grid(steps, strength)
+        start = timesteps[0]
+        inv = noise.get("inversion")
+        if inv is not None and (inv.get("steps"), inv.get("start")) != (steps, start):
+            raise InverseDVSError(
+                f"{node}: the noise was inverted with steps = {inv.get('steps')}, strength = {inv.get('strength')} "
+                f"(start timestep {inv.get('start')}), but Sample uses steps = {steps}, strength = {strength} "
+                f"(start timestep {start}). Use the same steps and strength in both nodes."
+            )
+        _, unseen, fully = latent_masks(mask, x_samples, node)
+        pos = text_embeds(positive, model, node, "positive")
+        neg = text_embeds(negative, model, node, "negative")
+
+        generator = _generator(seed)
+        x0 = _clean_x0(clean, generator)
+        stats = {}
+        if mode == "reference":
+            if clean.get("mean") is None or clean.get("std") is None:
+                raise InverseDVSError(
+                    f"{node}: reference mode needs the VAE posterior mean and std; connect the LATENT from "
+                    "VAE Encode Video (InverseDVS) (directly or through SLM) as 'clean'."
+                )
+            stats = {"mean": clean["mean"].float(), "std": clean["std"].float()}
+        _, x_start = initial_latent(x0, eps.float(), unseen, fully, schedule.alpha_bar(start), int(k), mode,
+                                    generator, slm=not noise.get("slm"), **stats)
+
+        weights = torch.where(unseen, 1.0, 0.0)[None, None]  # [1, 1, T, h, w], 1 = unseen
+        guided = guidance != 1.0 or preservation != 1.0 or dynamic_guidance
+        embeds = torch.cat([neg, pos], dim=0) if guided else pos
+
+        progress = _host.Progress(len(timesteps))
+        try:
+            with _validate.out_of_memory_as_error(node, "sampling", LOW_VRAM_OPTION), \
+                    model.transformer_session(_condition(clean), embeds) as predict_v:
+
+                def guided_v(x, t):
+                    v = predict_v(x, t)
+                    if not guided:
+                        return v
+                    scale = ddim.dynamic_guidance(guidance, t, steps) if dynamic_guidance else guidance
+                    w = (weights * scale + (1.0 - weights) * preservation).to(v.device)
+                    return v[:1] + w * (v[1:] - v[:1])
+
+                result = ddim.sample(schedule, x_start, timesteps, steps, guided_v, _step_callback(progress))
+        except BaseException:
+            model.release()
+            raise
+        return ({"samples": result, "model": model.model_id},)
+
+
+NODES = (KRNRInvert, StochasticLatentModulate, Sample)

@@ -1,3 +1,244 @@
-"""Placeholder until this module's nodes land."""
+"""Model nodes: load CogVideoX-5B-I2V, encode text, VAE encode / decode.
 
-NODES = ()
+The loaded model travels between nodes as the pack type INVDVS_VIDEO_MODEL. Latents are ComfyUI
+LATENT dicts ``{"samples": [B, C, T, h, w], "mean", "std", "model"}``: ``samples`` is the VAE
+posterior mean (the mode), ``mean``/``std`` the posterior statistics, ``model`` the model id so a
+latent of another model is refused.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..errors import InverseDVSError
+from . import _host, _validate
+
+MODEL_TYPE = "INVDVS_VIDEO_MODEL"
+VIDEO_KIND = "inversedvs_video"
+LORA_KIND = "inversedvs_lora"
+DEFAULT_FOLDER = "CogVideoX-5b-I2V"
+NO_LORA = "none"
+DTYPE_CHOICES = ("bf16", "fp16", "fp32")
+POLICY_CHOICES = ("resident", "model_offload", "sequential_offload")
+DEFAULT_POLICY = "model_offload"
+LOW_VRAM_OPTION = "memory = sequential_offload"
+DEFAULT_NEGATIVE = (
+    "cluttered, messy composition, blurry, out of focus, smeared details, black empty regions, dark holes, "
+    "missing areas, distorted, warped shapes, low quality, flickering, artifacts"
+)
+
+# The model loaded last; loading another one first gives its device memory back.
+_CURRENT = {"model": None}
+
+
+def _folders() -> list[str]:
+    return _host.model_dirs(VIDEO_KIND) or [DEFAULT_FOLDER]
+
+
+def _loras() -> list[str]:
+    return [NO_LORA] + _host.model_files(LORA_KIND)
+
+
+def check_model(model, node: str):
+    """The INVDVS_VIDEO_MODEL input, or a clear error when something else is connected."""
+    if not hasattr(model, "transformer_session") or not hasattr(model, "model_id"):
+        raise InverseDVSError(f"{node}: 'model' must come from Load Video Model (InverseDVS).")
+    return model
+
+
+def check_model_latent(latent, model, node: str, name: str = "latent") -> torch.Tensor:
+    """``latent['samples']`` [B, C, T, h, w] made by ``model``'s VAE (channels and model id checked)."""
+    samples = _validate.check_latent(latent, node, channels=model.latent_channels, name=name)
+    made_by = latent.get("model")
+    if made_by is not None and made_by != model.model_id:
+        raise InverseDVSError(
+            f"{node}: {name} was made by '{made_by}' but the loaded model is '{model.model_id}'. "
+            "Encode the video again with this model's VAE Encode."
+        )
+    return samples
+
+
+def text_embeds(conditioning, model, node: str, name: str) -> torch.Tensor:
+    """Embeddings [1, L, D] from a CONDITIONING ``[[embeds, {...}], ...]`` (first entry), D checked against the model."""
+    try:
+        embeds = conditioning[0][0]
+    except (TypeError, IndexError, KeyError):
+        embeds = None
+    if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3:
+        raise InverseDVSError(f"{node}: {name} is not a CONDITIONING; connect Encode Text (InverseDVS).")
+    width = model.text_width
+    if embeds.shape[-1] != width:
+        raise InverseDVSError(
+            f"{node}: {name} has embeddings of width {embeds.shape[-1]} but this model reads T5 embeddings of width "
+            f"{width}; it comes from another text encoder. Use Encode Text (InverseDVS) with this model."
+        )
+    return embeds[:1].float()
+
+
+def video_latent(mean: torch.Tensor, std: torch.Tensor, model_id: str) -> dict:
+    """LATENT dict of an encoded video: samples = posterior mean, plus mean/std and the model id."""
+    return {"samples": mean, "mean": mean, "std": std, "model": model_id}
+
+
+class LoadVideoModel:
+    """Load CogVideoX-5B-I2V (diffusers layout) from ComfyUI's models/inversedvs_video folder."""
+
+    DISPLAY_NAME = "Load Video Model (InverseDVS)"
+    CATEGORY = "InverseDVS/model"
+    FUNCTION = "load"
+    RETURN_TYPES = (MODEL_TYPE,)
+    RETURN_NAMES = ("model",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_folder": (_folders(), {"tooltip": "A CogVideoX-5B-I2V folder in diffusers layout (transformer/, vae/, "
+                                                         "scheduler/, text_encoder/, tokenizer/) under models/inversedvs_video/."}),
+                "dtype": (list(DTYPE_CHOICES), {"default": "bf16",
+                                                "tooltip": "Weight precision: bf16 (the model's own), fp16, or fp32 (CPU / debugging)."}),
+                "memory": (list(POLICY_CHOICES), {"default": DEFAULT_POLICY,
+                                                  "tooltip": "resident: everything on the GPU (fastest, most VRAM). model_offload: each "
+                                                             "part comes to the GPU only while it runs. sequential_offload: the "
+                                                             "transformer streams block by block (lowest VRAM, slower)."}),
+            },
+            "optional": {
+                "lora": (_loras(), {"default": NO_LORA,
+                                    "tooltip": "Optional LoRA (.safetensors, diffusers/peft format) merged into the transformer, "
+                                               "e.g. Go-with-the-Flow's I2V5B LoRA the reference uses. Files from models/inversedvs_lora."}),
+                "lora_strength": ("FLOAT", {"default": 1.0, "min": -4.0, "max": 4.0, "step": 0.05,
+                                            "tooltip": "How much of the LoRA is merged (1.0 = as trained)."}),
+                "compile_transformer": ("BOOLEAN", {"default": True,
+                                                    "tooltip": "On a CUDA GPU: compile the transformer's repeated block once "
+                                                               "(slower first run, faster after). Ignored on CPU."}),
+            },
+        }
+
+    def load(self, model_folder, dtype, memory, lora=NO_LORA, lora_strength=1.0, compile_transformer=True):
+        from ..backend.cogvideox import check_model_folder, load_cogvideox
+
+        node = self.DISPLAY_NAME
+        folder = check_model_folder(_host.resolve_model_path(VIDEO_KIND, model_folder), model_folder,
+                                    _host.model_search_paths(VIDEO_KIND))
+        lora_path = None
+        if lora and lora != NO_LORA:
+            lora_path = _host.resolve_model_path(LORA_KIND, lora)
+            if lora_path is None or not os.path.isfile(lora_path):
+                raise InverseDVSError(
+                    f"{node}: LoRA '{lora}' was not found in {', '.join(_host.model_search_paths(LORA_KIND))}."
+                )
+            _validate.check_safetensors_file(lora_path, "LoRA", node)
+        previous = _CURRENT["model"]
+        if previous is not None:
+            previous.release()
+            _CURRENT["model"] = None
+        _host.free_host_memory()
+        from ..backend.accel import speed_up_transformer
+
+        def speed_up(transformer):  # a no-op without CUDA
+            return speed_up_transformer(transformer, compile_blocks=bool(compile_transformer))
+
+        with _validate.out_of_memory_as_error(node, "loading the model", LOW_VRAM_OPTION):
+            model = load_cogvideox(folder, dtype=dtype, policy=memory, device=_host.torch_device(),
+                                   lora_path=lora_path, lora_strength=float(lora_strength), speed_up=speed_up)
+        _CURRENT["model"] = model
+        return (model,)
+
+
+class EncodeText:
+    """Prompt and negative prompt → CONDITIONING with the model folder's T5 (loaded for this, released after)."""
+
+    DISPLAY_NAME = "Encode Text (InverseDVS)"
+    CATEGORY = "InverseDVS/model"
+    FUNCTION = "encode"
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING")
+    RETURN_NAMES = ("positive", "negative")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The loaded video model; its T5 encoder is used."}),
+                "prompt": ("STRING", {"multiline": True, "default": "",
+                                      "tooltip": "What the video shows, in plain words (guides the newly revealed regions)."}),
+                "negative_prompt": ("STRING", {"multiline": True, "default": DEFAULT_NEGATIVE,
+                                               "tooltip": "What to steer away from; the default describes clutter, blur and "
+                                                          "black unseen regions, like the reference."}),
+            }
+        }
+
+    def encode(self, model, prompt, negative_prompt):
+        node = self.DISPLAY_NAME
+        check_model(model, node)
+        with _validate.out_of_memory_as_error(node, "encoding the prompt", LOW_VRAM_OPTION):
+            embeds = model.encode_text([prompt, negative_prompt])
+        meta = {"inversedvs_model": model.model_id}
+        return ([[embeds[0:1], dict(meta)]], [[embeds[1:2], dict(meta)]])
+
+
+class VAEEncode:
+    """Frames → LATENT with the model's VAE, keeping the posterior mean and std."""
+
+    DISPLAY_NAME = "VAE Encode Video (InverseDVS)"
+    CATEGORY = "InverseDVS/model"
+    FUNCTION = "encode"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The loaded video model; its VAE is used."}),
+                "images": ("IMAGE", {"tooltip": "Video frames [F, H, W, 3]: F = 4k+1 (49), H and W multiples of 16 "
+                                                "(720x480 for CogVideoX-5B-I2V) — usually the warped video."}),
+                "tiled": ("BOOLEAN", {"default": False,
+                                      "tooltip": "Encode in overlapping tiles: less VRAM, slightly slower."}),
+            }
+        }
+
+    def encode(self, model, images, tiled):
+        node = self.DISPLAY_NAME
+        check_model(model, node)
+        _validate.check_image(images, "images", node)
+        frames, height, width = images.shape[:3]
+        _validate.check_4k_plus_1(frames, node)
+        _validate.check_multiple_of_16(height, width, node)
+        model.check_latent_size(height // model.spatial_compression, width // model.spatial_compression, node)
+        with _validate.out_of_memory_as_error(node, "encoding the video", "tiled = true or " + LOW_VRAM_OPTION):
+            mean, std = model.encode_video(images.float(), tiled=bool(tiled))
+        return (video_latent(mean, std, model.model_id),)
+
+
+class VAEDecode:
+    """LATENT → frames with the model's VAE."""
+
+    DISPLAY_NAME = "VAE Decode Video (InverseDVS)"
+    CATEGORY = "InverseDVS/model"
+    FUNCTION = "decode"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "The loaded video model; its VAE is used."}),
+                "latent": ("LATENT", {"tooltip": "A video latent of this model (from Sample or VAE Encode)."}),
+                "tiled": ("BOOLEAN", {"default": False,
+                                      "tooltip": "Decode in overlapping tiles: much less VRAM at 720x480, slightly slower."}),
+            }
+        }
+
+    def decode(self, model, latent, tiled):
+        node = self.DISPLAY_NAME
+        check_model(model, node)
+        samples = check_model_latent(latent, model, node)
+        with _validate.out_of_memory_as_error(node, "decoding the video", "tiled = true or " + LOW_VRAM_OPTION):
+            images = model.decode(samples.float(), tiled=bool(tiled))
+        return (images,)
+
+
+NODES = (LoadVideoModel, EncodeText, VAEEncode, VAEDecode)
