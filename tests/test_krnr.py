@@ -1,0 +1,193 @@
+"""Schedule, DDIM and K-RNR maths, pinned against diffusers' CogVideoX scheduler and independent formulas."""
+
+import math
+
+import pytest
+import torch
+
+from inversedvs.errors import InverseDVSError
+from inversedvs.krnr import ddim
+from inversedvs.krnr.krnr import krnr_closed_form, krnr_coefficients, krnr_recursive, krnr_reference
+from inversedvs.krnr.noise_init import initial_latent
+from inversedvs.krnr.schedule import COGVIDEOX_5B_I2V_SCHEDULER, NoiseSchedule
+
+
+@pytest.fixture(scope="module")
+def schedule():
+    return NoiseSchedule()
+
+
+@pytest.fixture(scope="module")
+def diffusers_scheduler():
+    from diffusers import CogVideoXDDIMScheduler
+
+    cfg = {k: v for k, v in COGVIDEOX_5B_I2V_SCHEDULER.items() if not k.startswith("_")}
+    return CogVideoXDDIMScheduler(**cfg)
+
+
+def test_alpha_bar_matches_diffusers_and_is_zero_at_999(schedule, diffusers_scheduler):
+    assert torch.allclose(schedule.alphas_cumprod, diffusers_scheduler.alphas_cumprod.double(), atol=1e-12)
+    assert schedule.alpha_bar(999) == 0.0
+    assert schedule.alpha_bar(966) == pytest.approx(2.5e-4, rel=0.05)
+    assert schedule.alpha_bar(-1) == 1.0
+    # monotone: noise grows with t
+    assert bool((schedule.alphas_cumprod[1:] < schedule.alphas_cumprod[:-1]).all())
+
+
+def test_grid_trailing_30_steps(schedule, diffusers_scheduler):
+    full = schedule.grid(30, 1.0)
+    diffusers_scheduler.set_timesteps(30)
+    assert full == diffusers_scheduler.timesteps.tolist()
+    assert full[:3] == [999, 966, 932] and full[-1] == 32 and len(full) == 30
+    grid = schedule.grid(30, 0.98)
+    assert grid[0] == 966 and grid[-1] == full[-1] and len(grid) == 29
+    # the last step lands on the clean end
+    assert schedule.prev(grid[-1], 30) < 0
+
+
+@pytest.mark.parametrize("steps,strength", [(0, 0.5), (30, 0.0), (30, 1.5), (30, float("nan")), (3, 0.2)])
+def test_grid_rejects_bad_steps_and_strength(schedule, steps, strength):
+    with pytest.raises(InverseDVSError):
+        schedule.grid(steps, strength)
+
+
+def test_ddim_step_matches_diffusers(schedule, diffusers_scheduler):
+    diffusers_scheduler.set_timesteps(30)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 3, 6, 8, generator=gen)
+    v = torch.randn(1, 4, 3, 6, 8, generator=gen)
+    for t in (999, 966, 500, 32):
+        ours = ddim.ddim_step(schedule, x, v, t, 30)
+        ref = diffusers_scheduler.step(v, t, x, return_dict=False)[0]
+        assert torch.allclose(ours, ref.float(), atol=1e-6), t
+
+
+def test_v_conversions_round_trip():
+    gen = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(2, 50, generator=gen), torch.randn(2, 50, generator=gen)
+    for a in (0.0, 2.5e-4, 0.3, 0.99):
+        x = a**0.5 * x0 + (1 - a) ** 0.5 * eps
+        v = ddim.v_from_x0_eps(x0, eps, a)
+        assert torch.allclose(ddim.x0_from_v(x, v, a), x0, atol=1e-5)
+        assert torch.allclose(ddim.eps_from_v(x, v, a), eps, atol=1e-5)
+
+
+def test_sampling_with_a_model_that_knows_x0_returns_x0(schedule):
+    """A model whose v always points at the true x0 makes DDIM sampling land exactly on x0."""
+    gen = torch.Generator().manual_seed(2)
+    x0 = torch.randn(1, 4, 3, 6, 8, generator=gen)
+    start = torch.randn(1, 4, 3, 6, 8, generator=gen)
+
+    def knows_x0(x, t):
+        a = schedule.alpha_bar(t)
+        eps = (x - a**0.5 * x0) / (1 - a) ** 0.5
+        return ddim.v_from_x0_eps(x0, eps, a)
+
+    out = ddim.sample(schedule, start, schedule.grid(30, 0.98), 30, knows_x0)
+    assert torch.allclose(out, x0, atol=1e-5)
+
+
+def test_inversion_step_moves_to_the_noisier_level(schedule):
+    """One inversion step with a v consistent at the current level gives √ᾱ_t·x0 + √(1−ᾱ_t)·ε exactly."""
+    gen = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(2, 30, generator=gen), torch.randn(2, 30, generator=gen)
+    for t in (32, 500, 966, 999):
+        a_from = schedule.alpha_bar(schedule.prev(t, 30))
+        x = a_from**0.5 * x0 + (1 - a_from) ** 0.5 * eps
+        v = ddim.v_from_x0_eps(x0, eps, a_from)
+        a_to = schedule.alpha_bar(t)
+        out = ddim.ddim_inversion_step(schedule, x, v, t, 30)
+        assert torch.allclose(out, a_to**0.5 * x0 + (1 - a_to) ** 0.5 * eps, atol=1e-5), t
+    # at ᾱ = 0 the inverted latent is the model's noise prediction
+    assert torch.allclose(ddim.ddim_move(x, v, a_from, 0.0), ddim.eps_from_v(x, v, a_from), atol=1e-6)
+
+
+def test_inversion_timesteps(schedule):
+    up = ddim.inversion_timesteps(schedule, 30, 0.98, to_terminal=False)
+    assert up[0] == 32 and up[-1] == 966 and len(up) == 29 and up == sorted(up)
+    terminal = ddim.inversion_timesteps(schedule, 30, 0.98, to_terminal=True)
+    assert terminal[-1] == 999 and len(terminal) == 30
+
+
+def test_loops_call_the_model_once_per_step_and_report(schedule):
+    calls, seen = [], []
+    x = torch.zeros(1, 2, 1, 2, 2)
+    ddim.sample(schedule, x, schedule.grid(10, 1.0), 10, lambda x, t: calls.append(t) or torch.zeros_like(x),
+                lambda i, t, x: seen.append(i))
+    assert calls == schedule.grid(10, 1.0) and seen == list(range(10))
+
+
+def test_dynamic_guidance_is_the_cogvideox_formula():
+    for t in (999, 966, 500, 32):
+        expected = 1 + 10.0 * (1 - math.cos(math.pi * ((30 - t) / 30) ** 5.0)) / 2
+        assert ddim.dynamic_guidance(10.0, t, 30) == pytest.approx(expected, rel=1e-12)
+    assert 1.0 <= ddim.dynamic_guidance(10.0, 500, 30) <= 11.0
+
+
+@pytest.mark.parametrize("alpha_bar", [2.5e-4, 0.05, 0.5])
+def test_closed_form_equals_recursion(alpha_bar):
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(1, 4, 3, 6, 8, generator=gen, dtype=torch.float64)
+    eps = torch.randn(1, 4, 3, 6, 8, generator=gen, dtype=torch.float64)
+    for k in range(1, 21):
+        closed = krnr_closed_form(x0, eps, alpha_bar, k)
+        assert torch.allclose(closed, krnr_recursive(x0, eps, alpha_bar, k), atol=1e-6), k
+    assert torch.equal(krnr_closed_form(x0, eps, alpha_bar, 0), eps)
+
+
+def test_krnr_coefficients_at_the_start_timestep(schedule):
+    a = schedule.alpha_bar(966)
+    # share of x0 kept: 1.6% by plain noising, 9.4% at order 6, 15.7% at order 10 (DESIGN §6)
+    assert krnr_coefficients(a, 1)[0] == pytest.approx(0.0157, abs=5e-4)
+    assert krnr_coefficients(a, 6)[0] == pytest.approx(0.094, abs=2e-3)
+    assert krnr_coefficients(a, 10)[0] == pytest.approx(0.157, abs=3e-3)
+    assert krnr_coefficients(0.0, 5) == (0.0, 1.0)
+
+
+def _reference_formula(x0, eps, mean, std, alpha_bar, k):
+    """The released code's adaptive K-RNR, written out independently (loop sums, explicit statistics)."""
+    a = torch.tensor(alpha_bar, dtype=x0.dtype) ** 0.5
+    b = (1 - torch.tensor(alpha_bar, dtype=x0.dtype)) ** 0.5
+
+    def coef(order):
+        m = torch.zeros_like(a)
+        for i in range(order):
+            m = m + a * b**i
+        return m, b**order
+
+    ck, nk = coef(k)
+    c2, n2 = coef(2)
+    y = ck * x0 + nk * eps
+    normalised = (y - (ck * mean + nk * eps)) / (ck * std + 1e-9)
+    return normalised * (c2 * std) + (c2 * mean + n2 * eps)
+
+
+def test_reference_krnr_matches_independent_formula_and_is_order_2(schedule):
+    gen = torch.Generator().manual_seed(4)
+    shape = (1, 4, 3, 6, 8)
+    x0, eps = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    mean = x0 + 0.1 * torch.randn(shape, generator=gen)
+    std = 0.05 + 0.1 * torch.rand(shape, generator=gen)
+    a = schedule.alpha_bar(966)
+    for k in (1, 2, 5, 10, 20):
+        ours = krnr_reference(x0, eps, mean, std, a, k)
+        assert torch.allclose(ours, _reference_formula(x0, eps, mean, std, a, k), atol=1e-5), k
+        assert torch.allclose(ours, krnr_closed_form(x0, eps, a, 2), atol=1e-5), k
+
+
+def test_reference_mode_with_nothing_unseen_is_order_6(schedule):
+    gen = torch.Generator().manual_seed(5)
+    shape = (1, 4, 3, 6, 8)
+    x0, eps = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    mean, std = x0.clone(), torch.full(shape, 0.1)
+    none = torch.zeros(3, 6, 8, dtype=torch.bool)
+    a = schedule.alpha_bar(966)
+    for k in (5, 10, 20):
+        x_out, start = initial_latent(x0, eps, none, none, a, k, "reference", torch.Generator().manual_seed(0),
+                                      mean=mean, std=std)
+        assert torch.equal(x_out, x0)
+        assert torch.allclose(start, krnr_closed_form(x0, eps, a, 6), atol=1e-5), k
+    _, paper = initial_latent(x0, eps, none, none, a, 10, "paper", torch.Generator().manual_seed(0))
+    assert torch.allclose(paper, krnr_closed_form(x0, eps, a, 10), atol=1e-6)
+    with pytest.raises(InverseDVSError):
+        initial_latent(x0, eps, none, none, a, 10, "reference", torch.Generator())

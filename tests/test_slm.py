@@ -1,0 +1,110 @@
+"""Latent-grid masks and Stochastic Latent Modulation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from inversedvs.errors import InverseDVSError
+from inversedvs.slm.masks import fully_unseen_cells, latent_visibility, unseen_cells
+from inversedvs.slm.modulate import fill_unseen, stochastic_latent_modulation
+
+
+def test_full_size_mask_gives_13x60x90():
+    mask = torch.zeros(49, 480, 720)
+    mask[:, :, :100] = 1
+    v = latent_visibility(mask)
+    assert v.shape == (13, 60, 90)
+    assert float(v.min()) == 0.0 and float(v.max()) == 1.0
+
+
+def test_small_case_by_hand():
+    """5 frames of 8×8 → 2 latent frames of 1×1, values worked out by hand."""
+    mask = torch.zeros(5, 8, 8)
+    mask[1:3] = 1.0  # frames 1 and 2 fully hidden, 3 and 4 fully visible
+    v = latent_visibility(mask)
+    assert v.shape == (2, 1, 1)
+    # time: [f0, (f1+f2)/2, (f3+f4)/2] = [1, 0, 1] → [1, (0+1)/2] = [1, 0.5]
+    # space on a constant c: 8×8 → pad → 3×3 mean, stride 2 → 4×4 whose last row/column hold c·6/9 (and c·4/9
+    # in the corner); → 2×2 → 1×1 — computed here step by step with plain tensors
+    def space(c):
+        x = torch.full((1, 1, 8, 8), c)
+        for _ in range(3):
+            x = F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2)
+        return float(x)
+
+    assert float(v[0, 0, 0]) == pytest.approx(space(1.0), abs=1e-7)
+    assert float(v[1, 0, 0]) == pytest.approx(space(0.5), abs=1e-7)
+    # first spatial halving of an all-visible 2×2 block: [[1, 6/9], [6/9, 4/9]]
+    first = latent_visibility(torch.zeros(1, 8, 8))
+    assert first.shape == (1, 1, 1)
+    x = torch.ones(1, 1, 4, 4)
+    one = F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2)
+    assert torch.allclose(one[0, 0], torch.tensor([[1.0, 6 / 9], [6 / 9, 4 / 9]]))
+
+
+def test_unseen_and_fully_unseen():
+    v = torch.tensor([[[1.0, 0.75, 0.5], [0.0, 0.0, 1.0]]])
+    assert unseen_cells(v).tolist() == [[[False, True, True], [True, True, False]]]
+    # distinct values 0, 0.5, 0.75, 1 → v_(2) = 0.5
+    assert fully_unseen_cells(v).tolist() == [[[False, False, True], [True, True, False]]]
+    assert not fully_unseen_cells(torch.ones(1, 2, 2)).any()
+
+
+def test_bad_mask_shapes():
+    with pytest.raises(InverseDVSError, match="4k\\+1"):
+        latent_visibility(torch.zeros(48, 64, 64))
+    with pytest.raises(InverseDVSError, match="multiples"):
+        latent_visibility(torch.zeros(49, 60, 64))
+
+
+@pytest.fixture
+def latents():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 4, 3, 6, 8, generator=gen)
+    eps = torch.randn(1, 4, 3, 6, 8, generator=gen)
+    unseen = torch.zeros(3, 6, 8, dtype=torch.bool)
+    unseen[:, :, 5:] = True
+    fully = torch.zeros_like(unseen)
+    fully[:, :, 7:] = True
+    return x, eps, unseen, fully
+
+
+@pytest.mark.parametrize("scope", ["tensor", "channel", "frame"])
+def test_slm_properties(latents, scope):
+    x, eps, unseen, fully = latents
+    x_out, e_out = stochastic_latent_modulation(x, eps, unseen, fully, torch.Generator().manual_seed(1), scope)
+    vis = ~unseen.expand_as(x)
+    assert torch.equal(x_out[vis], x[vis])  # visible cells bit-identical
+    assert torch.equal(e_out[~fully.expand_as(eps)], eps[~fully.expand_as(eps)])
+    assert set(x_out[~vis].tolist()) <= set(x[vis].tolist())  # every fill is a visible value
+    assert set(e_out[fully.expand_as(eps)].tolist()) <= set(eps[~fully.expand_as(eps)].tolist())
+    assert not torch.equal(x_out, x)
+    if scope != "tensor":  # fills come from the same channel
+        for c in range(4):
+            assert set(x_out[0, c][unseen].tolist()) <= set(x[0, c][~unseen].tolist())
+    if scope == "frame":
+        for t in range(3):
+            assert set(x_out[0, 0, t][unseen[t]].tolist()) <= set(x[0, 0, t][~unseen[t]].tolist())
+    again = stochastic_latent_modulation(x, eps, unseen, fully, torch.Generator().manual_seed(1), scope)
+    other = stochastic_latent_modulation(x, eps, unseen, fully, torch.Generator().manual_seed(2), scope)
+    assert torch.equal(again[0], x_out) and torch.equal(again[1], e_out)
+    assert not torch.equal(other[0], x_out)
+
+
+def test_slm_draws_uniformly(latents):
+    """Fills of a 2-value donor pool come out near 50/50 (with replacement, uniform)."""
+    x = torch.zeros(1, 1, 1, 40, 50)
+    x[..., 0, 0] = 1.0
+    fill = torch.ones(1, 40, 50, dtype=torch.bool)
+    fill[0, 0, :2] = False  # donors: one 1.0 and one 0.0
+    out = fill_unseen(x, fill, torch.Generator().manual_seed(3))
+    share = float(out[0, 0][fill].mean())
+    assert 0.45 < share < 0.55
+
+
+@pytest.mark.parametrize("scope", ["tensor", "channel", "frame"])
+def test_all_unseen_is_a_clear_error(latents, scope):
+    x, eps, _, _ = latents
+    everything = torch.ones(3, 6, 8, dtype=torch.bool)
+    with pytest.raises(InverseDVSError, match="no visible values"):
+        stochastic_latent_modulation(x, eps, everything, everything, torch.Generator(), scope)
