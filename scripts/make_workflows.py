@@ -1,0 +1,692 @@
+"""Build the example workflows in ``workflows/`` from compact graph descriptions and the live node specs.
+
+Every widget, socket and type comes from the registered nodes' ``INPUT_TYPES`` / ``RETURN_TYPES``
+(the pack loaded the way ComfyUI loads it), so the files follow the nodes whenever they change:
+
+    python scripts/make_workflows.py            # write workflows/*.json and workflows/api/*.json
+    python scripts/make_workflows.py --check    # exit 1 when a committed file differs from the output
+    python scripts/make_workflows.py --thumbnails   # also redraw workflows/<name>.jpg from the pack's output
+
+Two files per workflow: ``workflows/<name>.json`` in ComfyUI's UI format (what an artist drags onto
+the canvas; ComfyUI lists it in its Templates browser with ``<name>.jpg`` beside it) and
+``workflows/api/<name>.json`` in the API format that ``POST /prompt`` takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pack import PACK_ROOT, load_pack  # noqa: E402
+
+WORKFLOW_DIR = os.path.join(PACK_ROOT, "workflows")
+API_DIR = os.path.join(WORKFLOW_DIR, "api")
+SAMPLE_VIDEO = "inversedvs_sample.mp4"  # the pack's sample clip, as the host check puts it in the input folder
+SAMPLE_DEPTH_VIDEO = "inversedvs_sample_depth.mp4"  # its exact depth (white = near)
+FRONTEND_VERSION = "1.27.10"  # the ComfyUI frontend these files were checked against
+UI_FORMAT_VERSION = 0.4
+UUID_NAMESPACE = uuid.UUID("6f1c0a4e-3d5b-4a8e-9c51-2b7d0e9f4a10")
+
+# ---------------------------------------------------------------------------- node specs
+
+# Core ComfyUI nodes the workflows may use, with the specs ComfyUI's /object_info gives for them
+# (the host check compares this table with a running ComfyUI).
+CORE_NODES: dict[str, dict] = {
+    "PreviewImage": {
+        "input": {"required": {"images": ["IMAGE"]}},
+        "output": [], "output_name": [], "display_name": "Preview Image",
+    },
+    "MaskToImage": {
+        "input": {"required": {"mask": ["MASK"]}},
+        "output": ["IMAGE"], "output_name": ["IMAGE"], "display_name": "Convert Mask to Image",
+    },
+    "ImageStitch": {
+        "input": {
+            "required": {
+                "image1": ["IMAGE"],
+                "direction": [["right", "down", "left", "up"], {"default": "right"}],
+                "match_image_size": ["BOOLEAN", {"default": True}],
+                "spacing_width": ["INT", {"default": 0, "min": 0, "max": 1024, "step": 2}],
+                "spacing_color": [["white", "black", "red", "green", "blue"], {"default": "white"}],
+            },
+            "optional": {"image2": ["IMAGE"]},
+        },
+        "output": ["IMAGE"], "output_name": ["IMAGE"], "display_name": "Image Stitch",
+    },
+    "CreateVideo": {
+        "input": {
+            "required": {"images": ["IMAGE", {}],
+                         "fps": ["FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0, "step": 1.0}]},
+            "optional": {"audio": ["AUDIO", {}]},
+        },
+        "output": ["VIDEO"], "output_name": ["VIDEO"], "display_name": "Create Video",
+    },
+    "SaveVideo": {
+        "input": {
+            "required": {
+                "video": ["VIDEO", {}],
+                "filename_prefix": ["STRING", {"default": "video/ComfyUI"}],
+                "format": ["COMBO", {"default": "auto", "options": ["auto", "mp4"]}],
+                "codec": ["COMBO", {"default": "auto", "options": ["auto", "h264"]}],
+            },
+        },
+        "output": [], "output_name": [], "display_name": "Save Video",
+    },
+}
+# Frontend-only nodes: drawn on the canvas, never sent to the server (not in the API format).
+NOTE_NODES = ("Note", "MarkdownNote")
+
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
+UPLOAD_WIDGET_VALUE = "image"  # the value ComfyUI's frontend stores for a loader's upload button
+SEED_NAMES = ("seed", "noise_seed")  # INT inputs the frontend gives a control_after_generate widget
+SEED_CONTROL = "fixed"  # reproducible by default: the reference seed stays put between runs
+TYPE_DEFAULTS = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a node: ``type`` is 'COMBO' for choice lists (``choices`` then holds them)."""
+
+    name: str
+    type: str
+    options: dict
+    required: bool
+    choices: tuple | None = None
+
+    @property
+    def is_widget(self) -> bool:
+        return self.type in WIDGET_TYPES and not self.options.get("forceInput", False)
+
+    @property
+    def has_seed_control(self) -> bool:
+        return self.type == "INT" and (bool(self.options.get("control_after_generate")) or self.name in SEED_NAMES)
+
+    @property
+    def has_upload(self) -> bool:
+        return self.type == "COMBO" and any(self.options.get(k) for k in UPLOAD_OPTIONS)
+
+    def default(self):
+        if "default" in self.options:
+            return self.options["default"]
+        if self.type == "COMBO":
+            return self.choices[0] if self.choices else ""
+        return TYPE_DEFAULTS[self.type]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    type: str
+    display_name: str
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[tuple[str, str], ...]  # (name, type)
+
+    def input(self, name: str) -> InputSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.type} has no input '{name}'; it has {[s.name for s in self.inputs]}")
+
+    def output_slot(self, name: str) -> int:
+        names = [n for n, _ in self.outputs]
+        if name not in names:
+            raise KeyError(f"{self.type} has no output '{name}'; it has {names}")
+        return names.index(name)
+
+    @property
+    def widgets(self) -> tuple[InputSpec, ...]:
+        return tuple(s for s in self.inputs if s.is_widget)
+
+    @property
+    def sockets(self) -> tuple[InputSpec, ...]:
+        return tuple(s for s in self.inputs if not s.is_widget)
+
+
+def parse_input(name: str, entry, required: bool) -> InputSpec:
+    """An INPUT_TYPES entry (``(type, options)`` or ``(choices, options)``) as an InputSpec."""
+    entry = list(entry) if isinstance(entry, (list, tuple)) else [entry]
+    kind = entry[0]
+    options = dict(entry[1]) if len(entry) > 1 and isinstance(entry[1], dict) else {}
+    if isinstance(kind, (list, tuple)):
+        return InputSpec(name, "COMBO", options, required, tuple(kind))
+    if kind == "COMBO":
+        return InputSpec(name, "COMBO", options, required, tuple(options.get("options", ())))
+    return InputSpec(name, str(kind), options, required)
+
+
+def spec_from_input_types(node_type: str, display: str, input_types: dict, output_types, output_names) -> NodeSpec:
+    inputs = []
+    for section, required in (("required", True), ("optional", False)):
+        for name, entry in (input_types.get(section) or {}).items():
+            inputs.append(parse_input(name, entry, required))
+    names = list(output_names) if output_names else list(output_types)
+    return NodeSpec(node_type, display, tuple(inputs), tuple(zip(names, output_types)))
+
+
+def node_specs(pack=None) -> dict[str, NodeSpec]:
+    """Specs of every pack node (live INPUT_TYPES) and of the allowed core nodes."""
+    pack = pack or load_pack()
+    specs = {}
+    for node_type, cls in pack.NODE_CLASS_MAPPINGS.items():
+        specs[node_type] = spec_from_input_types(
+            node_type, pack.NODE_DISPLAY_NAME_MAPPINGS.get(node_type, node_type), cls.INPUT_TYPES(),
+            cls.RETURN_TYPES, getattr(cls, "RETURN_NAMES", None))
+    for node_type, info in CORE_NODES.items():
+        specs[node_type] = spec_from_input_types(
+            node_type, info["display_name"], info["input"], info["output"], info["output_name"])
+    return specs
+
+
+def check_value(spec: InputSpec, value, where: str) -> None:
+    """Raise ValueError when ``value`` does not fit the widget ``spec`` (type, range, choices)."""
+    if spec.type == "COMBO":
+        if spec.choices and value not in spec.choices:
+            raise ValueError(f"{where}: '{value}' is not one of {list(spec.choices)}")
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: a choice must be a string, got {value!r}")
+        return
+    if spec.type == "BOOLEAN":
+        ok = isinstance(value, bool)
+    elif spec.type == "INT":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif spec.type == "FLOAT":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ValueError(f"{where}: {value!r} is not a {spec.type}")
+    if spec.type in ("INT", "FLOAT"):
+        lo, hi = spec.options.get("min"), spec.options.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"{where}: {value} is outside [{lo}, {hi}]")
+
+
+# ---------------------------------------------------------------------------- graph descriptions
+
+
+@dataclass
+class Node:
+    """A node of a workflow: ``links`` maps an input to ``(node key, output name)``; ``values`` overrides defaults."""
+
+    key: str
+    type: str
+    title: str
+    column: int
+    links: dict[str, tuple[str, str]] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    width: int = 0  # 0: the column width
+    color: str | None = None
+
+
+@dataclass
+class Note:
+    key: str
+    text: str
+    column: int
+    width: int = 0
+    height: int = 0  # 0: from the number of lines
+
+
+@dataclass
+class Group:
+    title: str
+    keys: tuple[str, ...]
+    color: str
+
+
+@dataclass
+class Workflow:
+    name: str
+    items: list
+    groups: list[Group]
+
+
+# ---------------------------------------------------------------------------- layout
+
+COLUMN_WIDTH = 340
+COLUMN_GAP = 60
+ROW_GAP = 40
+GROUP_PAD = 20
+GROUP_TITLE_HEIGHT = 50
+TITLE_HEIGHT = 30
+SLOT_HEIGHT = 22
+WIDGET_HEIGHT = 26
+MULTILINE_HEIGHT = 110
+NOTE_LINE_HEIGHT = 18
+NOTE_CHARS_PER_LINE = 46
+MEDIA_HEIGHT = {"PreviewImage": 260, "SaveVideo": 300}  # room for the image / video the node shows
+VIEW_SIZE = (1600, 1000)  # viewport the saved view fits (the browser check's window)
+VIEW_MARGIN = 40
+COLORS = {"note": ("#432", "#653"), "model": ("#223", "#335"), "prompt": ("#232", "#353"),
+          "output": ("#233", "#355")}
+GROUP_COLORS = {"geometry": "#3f789e", "diffusion": "#8A8", "output": "#b58b2a", "sweep": "#a1309b"}
+
+
+def estimate_height(spec: NodeSpec, node_type: str) -> int:
+    """A node height that fits its sockets, widgets and media (at least what ComfyUI's computeSize gives)."""
+    rows = max(len(spec.sockets), len(spec.outputs))
+    height = 10 + rows * SLOT_HEIGHT
+    for widget in spec.widgets:
+        multiline = widget.type == "STRING" and widget.options.get("multiline")
+        height += MULTILINE_HEIGHT if multiline else WIDGET_HEIGHT
+        height += WIDGET_HEIGHT if (widget.has_seed_control or widget.has_upload) else 0
+    return height + MEDIA_HEIGHT.get(node_type, 0)
+
+
+def note_height(note: Note, width: int) -> int:
+    if note.height:
+        return note.height
+    chars = max(10, int(NOTE_CHARS_PER_LINE * width / COLUMN_WIDTH))
+    lines = sum(max(1, -(-len(line) // chars)) for line in note.text.split("\n"))
+    return 30 + lines * NOTE_LINE_HEIGHT
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def _topological_order(flow: Workflow) -> dict[str, int]:
+    nodes = [n for n in flow.items if isinstance(n, Node)]
+    deps = {n.key: {src for src, _ in n.links.values()} for n in nodes}
+    order, done = {}, set()
+    notes = [n.key for n in flow.items if isinstance(n, Note)]
+    for key in notes:  # notes run nothing; ComfyUI orders them first
+        order[key] = len(order)
+    while len(done) < len(nodes):
+        ready = [n.key for n in nodes if n.key not in done and deps[n.key] <= done]
+        if not ready:
+            raise ValueError(f"{flow.name}: the graph has a cycle")
+        for key in ready:
+            order[key] = len(order)
+            done.add(key)
+    return order
+
+
+def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
+    """The UI-format and API-format dicts of ``flow``."""
+    ids = {item.key: i + 1 for i, item in enumerate(flow.items)}
+    if len(ids) != len(flow.items):
+        raise ValueError(f"{flow.name}: duplicate node keys")
+    order = _topological_order(flow)
+
+    # links: ids in the order inputs are listed
+    links, node_inputs, node_outputs = [], {}, {}
+    for item in flow.items:
+        if not isinstance(item, Node):
+            continue
+        if item.type not in specs:
+            raise ValueError(f"{flow.name}: node type '{item.type}' is not registered (pack or CORE_NODES)")
+        spec = specs[item.type]
+        unknown = set(item.links) | set(item.values)
+        unknown -= {s.name for s in spec.inputs}
+        if unknown:
+            raise ValueError(f"{flow.name}/{item.key}: {item.type} has no input(s) {sorted(unknown)}")
+        for socket in spec.sockets:
+            if socket.required and socket.name not in item.links:
+                raise ValueError(f"{flow.name}/{item.key}: required input '{socket.name}' is not connected")
+    for item in flow.items:
+        if not isinstance(item, Node):
+            continue
+        spec = specs[item.type]
+        inputs = []
+        for socket in spec.inputs:
+            if socket.name not in item.links:
+                if not socket.is_widget:
+                    entry = {"name": socket.name, "type": socket.type, "link": None}
+                    if not socket.required:
+                        entry["shape"] = 7  # ComfyUI draws optional sockets hollow
+                    inputs.append(entry)
+                continue
+            src_key, out_name = item.links[socket.name]
+            src = specs[next(n.type for n in flow.items if n.key == src_key)]
+            slot = src.output_slot(out_name)
+            out_type = src.outputs[slot][1]
+            if out_type != socket.type:
+                raise ValueError(f"{flow.name}/{item.key}.{socket.name}: {socket.type} input fed "
+                                 f"{out_type} from {src_key}.{out_name}")
+            link_id = len(links) + 1
+            links.append([link_id, ids[src_key], slot, ids[item.key], len(inputs), out_type])
+            node_outputs.setdefault((src_key, slot), []).append(link_id)
+            entry = {"name": socket.name, "type": socket.type, "link": link_id}
+            if socket.is_widget:
+                entry["widget"] = {"name": socket.name}
+            elif not socket.required:
+                entry["shape"] = 7
+            inputs.append(entry)
+        node_inputs[item.key] = inputs
+
+    # layout: columns stacked top to bottom
+    heights, widths = {}, {}
+    for item in flow.items:
+        widths[item.key] = item.width or COLUMN_WIDTH
+        if isinstance(item, Node):
+            heights[item.key] = estimate_height(specs[item.type], item.type)
+        else:
+            heights[item.key] = note_height(item, widths[item.key])
+    columns = sorted({item.column for item in flow.items})
+    column_x, x = {}, 0
+    for col in columns:
+        column_x[col] = x
+        x += max(widths[i.key] for i in flow.items if i.column == col) + COLUMN_GAP
+    pos, column_y = {}, {col: GROUP_TITLE_HEIGHT + GROUP_PAD for col in columns}
+    group_of = {key: g for g in flow.groups for key in g.keys}
+    previous = {}
+    for item in flow.items:
+        col = item.column
+        y = column_y[col]
+        last = previous.get(col)
+        if last is not None and group_of.get(last) is not group_of.get(item.key):
+            y += GROUP_TITLE_HEIGHT + 2 * GROUP_PAD  # room for the next group's title
+        pos[item.key] = [column_x[col], y]
+        column_y[col] = y + TITLE_HEIGHT + heights[item.key] + ROW_GAP
+        previous[col] = item.key
+
+    ui_nodes, api = [], {}
+    for item in flow.items:
+        node_id = ids[item.key]
+        base = {"id": node_id}
+        if isinstance(item, Note):
+            fg, bg = COLORS["note"]
+            ui_nodes.append({**base, "type": "MarkdownNote", "pos": pos[item.key],
+                             "size": [widths[item.key], heights[item.key]], "flags": {}, "order": order[item.key],
+                             "mode": 0, "inputs": [], "outputs": [], "title": "Note", "properties": {},
+                             "widgets_values": [item.text], "color": fg, "bgcolor": bg})
+            continue
+        spec = specs[item.type]
+        values, api_inputs = [], {}
+        for widget in spec.widgets:
+            value = item.values.get(widget.name, widget.default())
+            check_value(widget, value, f"{flow.name}/{item.key}.{widget.name}")
+            values.append(value)
+            if widget.has_seed_control:
+                values.append(SEED_CONTROL)
+            if widget.has_upload:
+                values.append(UPLOAD_WIDGET_VALUE)
+        for spec_in in spec.inputs:
+            if spec_in.name in item.links:
+                src_key, out_name = item.links[spec_in.name]
+                src_type = next(n.type for n in flow.items if n.key == src_key)
+                api_inputs[spec_in.name] = [str(ids[src_key]), specs[src_type].output_slot(out_name)]
+            elif spec_in.is_widget:
+                api_inputs[spec_in.name] = item.values.get(spec_in.name, spec_in.default())
+        outputs = []
+        for slot, (name, out_type) in enumerate(spec.outputs):
+            outputs.append({"name": name, "type": out_type, "links": node_outputs.get((item.key, slot))})
+        ui = {**base, "type": item.type, "pos": pos[item.key], "size": [widths[item.key], heights[item.key]],
+              "flags": {}, "order": order[item.key], "mode": 0, "inputs": node_inputs[item.key],
+              "outputs": outputs, "title": item.title, "properties": {"Node name for S&R": item.type},
+              "widgets_values": values}
+        if item.color:
+            ui["color"], ui["bgcolor"] = COLORS[item.color]
+        ui_nodes.append(ui)
+        api[str(node_id)] = {"inputs": api_inputs, "class_type": item.type, "_meta": {"title": item.title}}
+
+    groups = []
+    for index, group in enumerate(flow.groups, start=1):
+        x0 = min(pos[k][0] for k in group.keys) - GROUP_PAD
+        y0 = min(pos[k][1] for k in group.keys) - GROUP_TITLE_HEIGHT - GROUP_PAD
+        x1 = max(pos[k][0] + widths[k] for k in group.keys) + GROUP_PAD
+        y1 = max(pos[k][1] + heights[k] for k in group.keys) + GROUP_PAD
+        groups.append({"id": index, "title": group.title, "bounding": [x0, y0, x1 - x0, y1 - y0],
+                       "color": group.color, "font_size": 24, "flags": {}})
+
+    # initial view: the whole graph inside the viewport
+    xs = [p[0] for p in pos.values()] + [g["bounding"][0] for g in groups]
+    ys = [p[1] - TITLE_HEIGHT for p in pos.values()] + [g["bounding"][1] for g in groups]
+    x_end = max([pos[k][0] + widths[k] for k in pos] + [g["bounding"][0] + g["bounding"][2] for g in groups])
+    y_end = max([pos[k][1] + heights[k] for k in pos] + [g["bounding"][1] + g["bounding"][3] for g in groups])
+    scale = min((VIEW_SIZE[0] - 2 * VIEW_MARGIN) / (x_end - min(xs)),
+                (VIEW_SIZE[1] - 2 * VIEW_MARGIN) / (y_end - min(ys)), 1.0)
+    scale = round(scale, 4)
+    offset = [round(VIEW_MARGIN / scale - min(xs), 2), round(VIEW_MARGIN / scale - min(ys), 2)]
+
+    ui = {
+        "id": str(uuid.uuid5(UUID_NAMESPACE, flow.name)),
+        "revision": 0,
+        "last_node_id": len(flow.items),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": groups,
+        "config": {},
+        "extra": {"ds": {"scale": scale, "offset": offset}, "frontendVersion": FRONTEND_VERSION},
+        "version": UI_FORMAT_VERSION,
+    }
+    return ui, api
+
+
+# ---------------------------------------------------------------------------- the workflows
+
+P = "InverseDVS_"
+
+
+GEOMETRY_NOTE = """## Geometry preview (no model weights)
+
+Re-film the video along a new camera path, **geometry only**: the pixels the input already shows are
+moved to where the new camera sees them; the **holes** (white in the mask) are what the video model
+would fill in later.
+
+1. **Load Video**: pick or upload a clip (49 frames, 720x480 is what CogVideoX wants).
+2. **Depth**: the depth video of the clip (white = near).
+3. **Camera Path**: a preset or your own keyframes; the preview shows the camera seen from above and
+   from the side.
+4. **Forward Warp**: look at the warped frames and the hole mask before spending GPU time.
+
+Runs on any machine, CPU included, in seconds."""
+
+FULL_NOTE = """## InverseDVS: the full pipeline
+
+One video in, the same moments seen from a **new, moving camera** out (CogVideoX-5B-I2V, no training).
+
+**Group 1, geometry** (seconds, no GPU): depth, camera path, forward warp. Check the warp and the
+hole mask first; change the path until the move looks right.
+
+**Group 2, the video model**: put CogVideoX-5B-I2V (diffusers layout) in
+`models/inversedvs_video/`. *K-RNR Invert* runs once; change *k*, *guidance*, *preservation* or the
+*seed* in **Sample** and only sampling runs again (ComfyUI keeps the inversion).
+
+Defaults are the paper's: 30 steps, strength 0.98, guidance 10 in holes, 1.0 elsewhere, seed 42.
+Low on VRAM? *memory = sequential_offload* and *tiled* decode."""
+
+MODEL_NOTE = """**Model files**: `models/inversedvs_video/CogVideoX-5b-I2V/` with `transformer/`, `vae/`,
+`scheduler/`, `text_encoder/`, `tokenizer/` (the diffusers layout of THUDM/CogVideoX-5b-I2V).
+Optional LoRA files go in `models/inversedvs_lora/`."""
+
+SAMPLE_NOTE = """**Sample** re-runs alone when you change **k** (K-RNR order: how much of the input is
+re-injected into the starting noise), **guidance** (in the holes), **preservation** (elsewhere) or
+the **seed**. *mode = reference* reproduces the released code's numbers."""
+
+SWEEP_NOTE = """## Sweep: one inversion, several samplings
+
+The geometry, the encoding and **K-RNR Invert** run once; each **Sample** node tries another
+*k* / *guidance* pair from the same inverted noise. The stitched video shows the three results side
+by side (left to right as the Sample nodes top to bottom), each is also saved on its own.
+
+Add a Sample node (copy one, change its widgets, wire it like the others) to try more."""
+
+PROMPT = ("A calm city street at dusk, parked cars and shop fronts along the sidewalk, soft warm light, "
+          "realistic, detailed, steady camera motion.")
+FPS = 8.0  # CogVideoX clips play at 8 frames per second
+SWEEP = ((2, 10.0), (6, 10.0), (6, 12.0))  # (k, guidance) pairs of the sweep workflow
+
+
+def _geometry(column: int, depth_from_video: bool) -> list:
+    """Load video → depth → camera path → forward warp, with the previews, from ``column`` on."""
+    items = [
+        Node("video", P + "LoadVideo", "Load Video", column, values={"video": SAMPLE_VIDEO}),
+    ]
+    if depth_from_video:
+        items.append(Node("depth", P + "LoadVideo", "Load Depth Video (white = near)", column,
+                          values={"video": SAMPLE_DEPTH_VIDEO}))
+    else:
+        items.append(Node("depth", P + "DepthEstimate", "Depth (Depth Anything V2)", column,
+                          links={"images": ("video", "images")}))
+    items += [
+        Node("path", P + "CameraTrajectory", "Camera Path", column + 1),
+        Node("path_preview", "PreviewImage", "Preview: camera path", column + 1,
+             links={"images": ("path", "preview")}),
+        Node("warp", P + "ForwardWarp", "Forward Warp", column + 2,
+             links={"images": ("video", "images"),
+                    "depth": ("depth", "images" if depth_from_video else "depth"),
+                    "camera_path": ("path", "camera_path")}),
+        Node("warp_preview", "PreviewImage", "Preview: warped video", column + 3,
+             links={"images": ("warp", "warped")}),
+        Node("mask_image", "MaskToImage", "Holes as image", column + 2, links={"mask": ("warp", "mask")}),
+        Node("mask_preview", "PreviewImage", "Preview: holes (white = to synthesise)", column + 3,
+             links={"images": ("mask_image", "IMAGE")}),
+    ]
+    return items
+
+
+GEOMETRY_KEYS = ("video", "depth", "path", "path_preview", "warp", "warp_preview", "mask_image", "mask_preview")
+
+
+def _save(key: str, images: tuple[str, str], prefix: str, column: int, title: str) -> list:
+    return [
+        Node(key + "_video", "CreateVideo", f"Create Video: {title}", column, links={"images": images},
+             values={"fps": FPS}),
+        Node(key + "_save", "SaveVideo", f"Save: {title}", column, links={"video": (key + "_video", "VIDEO")},
+             values={"filename_prefix": prefix}, color="output"),
+    ]
+
+
+def _model_and_inversion(column: int) -> list:
+    return [
+        Node("model", P + "LoadVideoModel", "Load CogVideoX-5B-I2V", column, color="model"),
+        Note("model_note", MODEL_NOTE, column),
+        Node("text", P + "EncodeText", "Prompt", column, links={"model": ("model", "model")},
+             values={"prompt": PROMPT}, color="prompt"),
+        Node("encode", P + "VAEEncode", "VAE Encode (warped video)", column + 1,
+             links={"model": ("model", "model"), "images": ("warp", "warped")}),
+        Node("invert", P + "KRNRInvert", "K-RNR Invert (runs once)", column + 1,
+             links={"model": ("model", "model"), "latent": ("encode", "latent")}),
+        Node("slm", P + "StochasticLatentModulate", "Stochastic Latent Modulation", column + 1,
+             links={"clean": ("encode", "latent"), "noise": ("invert", "noise"), "mask": ("warp", "mask")}),
+    ]
+
+
+def _sample(key: str, column: int, title: str, values: dict | None = None) -> Node:
+    return Node(key, P + "Sample", title, column,
+                links={"model": ("model", "model"), "positive": ("text", "positive"),
+                       "negative": ("text", "negative"), "clean": ("slm", "clean"), "noise": ("slm", "noise"),
+                       "mask": ("warp", "mask")},
+                values=values or {})
+
+
+def workflows() -> list[Workflow]:
+    geometry = Workflow(
+        "inversedvs_geometry_preview",
+        [Note("about", GEOMETRY_NOTE, 0, height=0), *_geometry(0, depth_from_video=True),
+         *_save("warped", ("warp", "warped"), "InverseDVS/warped", 4, "warped video"),
+         Node("mask_image_save", "MaskToImage", "Holes as image", 4, links={"mask": ("warp", "mask")}),
+         *_save("mask", ("mask_image_save", "IMAGE"), "InverseDVS/holes", 4, "hole mask")],
+        [Group("Geometry: no model weights needed", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
+         Group("Save", ("warped_video", "warped_save", "mask_image_save", "mask_video", "mask_save"),
+               GROUP_COLORS["output"])],
+    )
+    full = Workflow(
+        "inversedvs_full_pipeline",
+        [Note("about", FULL_NOTE, 0), *_geometry(0, depth_from_video=False),
+         *_model_and_inversion(4),
+         _sample("sample", 6, "Sample (change k / guidance / seed here)"),
+         Note("sample_note", SAMPLE_NOTE, 6),
+         Node("decode", P + "VAEDecode", "VAE Decode", 7,
+              links={"model": ("model", "model"), "latent": ("sample", "latent")}),
+         Node("result_preview", "PreviewImage", "Preview: result", 7, links={"images": ("decode", "images")}),
+         *_save("result", ("decode", "images"), "InverseDVS/result", 8, "result"),
+         Node("compare", "ImageStitch", "Side by side: input | result", 8,
+              links={"image1": ("video", "images"), "image2": ("decode", "images")},
+              values={"spacing_width": 8, "spacing_color": "black"}),
+         *_save("compare", ("compare", "IMAGE"), "InverseDVS/compare", 8, "side by side")],
+        [Group("1 · Geometry (seconds, no GPU)", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
+         Group("2 · Video model: invert once, sample many times",
+               ("model", "model_note", "text", "encode", "invert", "slm", "sample", "sample_note", "decode",
+                "result_preview"), GROUP_COLORS["diffusion"]),
+         Group("3 · Save", ("result_video", "result_save", "compare", "compare_video", "compare_save"),
+               GROUP_COLORS["output"])],
+    )
+    sweep_items = [Note("about", SWEEP_NOTE, 0), *_geometry(0, depth_from_video=False), *_model_and_inversion(4)]
+    sweep_keys = []
+    for i, (k, guidance) in enumerate(SWEEP):
+        key = f"sample_{i}"
+        sweep_items += [
+            _sample(key, 6, f"Sample: k = {k}, guidance = {guidance:g}", {"k": k, "guidance": guidance}),
+            Node(key + "_decode", P + "VAEDecode", f"VAE Decode: k = {k}, guidance = {guidance:g}", 7,
+                 links={"model": ("model", "model"), "latent": (key, "latent")}),
+            *_save(key, (key + "_decode", "images"), f"InverseDVS/sweep_k{k}_g{guidance:g}", 8,
+                   f"k = {k}, guidance = {guidance:g}"),
+        ]
+        sweep_keys += [key, key + "_decode", key + "_video", key + "_save"]
+    sweep_items += [
+        Node("stitch_01", "ImageStitch", "Side by side: first | second", 9,
+             links={"image1": ("sample_0_decode", "images"), "image2": ("sample_1_decode", "images")},
+             values={"spacing_width": 8, "spacing_color": "black"}),
+        Node("stitch_012", "ImageStitch", "Side by side: ... | third", 9,
+             links={"image1": ("stitch_01", "IMAGE"), "image2": ("sample_2_decode", "images")},
+             values={"spacing_width": 8, "spacing_color": "black"}),
+        *_save("sweep", ("stitch_012", "IMAGE"), "InverseDVS/sweep_side_by_side", 9, "all side by side"),
+    ]
+    sweep = Workflow(
+        "inversedvs_sweep_k_guidance",
+        sweep_items,
+        [Group("1 · Geometry", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
+         Group("2 · Invert once", ("model", "model_note", "text", "encode", "invert", "slm"),
+               GROUP_COLORS["diffusion"]),
+         Group("3 · Sample several ways", tuple(sweep_keys) + ("stitch_01", "stitch_012", "sweep_video",
+                                                               "sweep_save"), GROUP_COLORS["sweep"])],
+    )
+    return [geometry, full, sweep]
+
+
+def dump(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def render_all(specs: dict[str, NodeSpec] | None = None) -> dict[str, str]:
+    """Relative path → file text for every workflow file (UI and API)."""
+    specs = specs or node_specs()
+    files = {}
+    for flow in workflows():
+        ui, api = build(flow, specs)
+        files[f"workflows/{flow.name}.json"] = dump(ui)
+        files[f"workflows/api/{flow.name}.json"] = dump(api)
+    return files
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    parser.add_argument("--thumbnails", action="store_true", help="also redraw workflows/<name>.jpg")
+    args = parser.parse_args(argv)
+    files = render_all()
+    stale = []
+    for rel, text in files.items():
+        path = os.path.join(PACK_ROOT, rel)
+        current = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+        if current == text:
+            continue
+        stale.append(rel)
+        if not args.check:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    if args.check:
+        for rel in stale:
+            print(f"stale: {rel} (run python scripts/make_workflows.py)")
+        return 1 if stale else 0
+    print(f"{len(files)} files, {len(stale)} rewritten")
+    if args.thumbnails:
+        from workflow_thumbnails import make_thumbnails
+
+        for path in make_thumbnails(WORKFLOW_DIR, [f.name for f in workflows()]):
+            print("thumbnail", os.path.relpath(path, PACK_ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
