@@ -77,12 +77,14 @@ class Parcel:
             self.offsets.append(total)
             total += _aligned(t.numel() * t.element_size())
         self.nbytes = total
-        self.host = torch.empty(total, dtype=torch.uint8)
+        self.host = None
         if pin:
             try:
-                self.host = self.host.pin_memory()
+                self.host = torch.empty(total, dtype=torch.uint8, pin_memory=True)
             except RuntimeError:  # no driver, or the OS refused to lock this much memory
                 pass
+        if self.host is None:
+            self.host = torch.empty(total, dtype=torch.uint8)
         for t, view in zip(self.tensors, _byte_views(self.host, self.tensors, self.offsets)):
             view.copy_(t.data)
             t.data = view
