@@ -87,6 +87,29 @@ def first_frame_condition(latents: torch.Tensor) -> torch.Tensor:
     return cond
 
 
+def check_image_to_video(folder: str) -> None:
+    """Refuse a transformer config that is not image-to-video (input channels = 2 × latent channels)."""
+    with open(os.path.join(folder, "transformer", "config.json")) as f:
+        cfg = json.load(f)
+    latent, given = int(cfg.get("out_channels", 16)), int(cfg.get("in_channels", 16))
+    if given != 2 * latent:
+        raise InverseDVSError(
+            f"The transformer in '{folder}' takes {given} input channels; an image-to-video CogVideoX needs twice its "
+            f"{latent} latent channels. This looks like the text-to-video model: use the CogVideoX-5B-I2V folder."
+        )
+
+
+def _load_part(cls, folder: str, part: str, load: dict):
+    """``cls.from_pretrained(folder/part)``, its failures turned into an error naming the part."""
+    try:
+        return cls.from_pretrained(folder, subfolder=part, **load)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise InverseDVSError(
+            f"Could not load {part}/ of '{folder}': {str(err).splitlines()[0][:300]}. The files are damaged or belong "
+            "to another model; copy that folder again from the CogVideoX-5B-I2V repository."
+        ) from None
+
+
 class CogVideoXModel:
     """A loaded CogVideoX-5B-I2V (transformer + VAE resident per the memory policy; T5 loaded per use)."""
 
@@ -111,9 +134,10 @@ class CogVideoXModel:
         self.policy = policy
         with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
             self.schedule = NoiseSchedule(json.load(f))
+        check_image_to_video(folder)
         load = dict(torch_dtype=self.dtype, use_safetensors=True, local_files_only=True)
-        self.transformer = CogVideoXTransformer3DModel.from_pretrained(folder, subfolder="transformer", **load).eval()
-        self.vae = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", **load).eval()
+        self.transformer = _load_part(CogVideoXTransformer3DModel, folder, "transformer", load).eval()
+        self.vae = _load_part(AutoencoderKLCogVideoX, folder, "vae", load).eval()
         self.transformer.requires_grad_(False)
         self.vae.requires_grad_(False)
         self.lora_layers = 0
@@ -124,14 +148,11 @@ class CogVideoXModel:
             self.transformer = speed_up(self.transformer)
         cfg = self.transformer.config
         self.latent_channels = int(cfg.out_channels)
-        if int(cfg.in_channels) != 2 * self.latent_channels:
-            raise InverseDVSError(
-                f"The transformer in '{folder}' takes {cfg.in_channels} input channels; an image-to-video CogVideoX "
-                f"needs twice its {self.latent_channels} latent channels. Use the CogVideoX-5B-I2V folder, not the "
-                "text-to-video one."
-            )
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.text_width = int(cfg.text_embed_dim)
+        # Learned positional embeddings (CogVideoX-5B-I2V) exist only for the training size (latent h, w).
+        self.fixed_latent_size = ((int(cfg.sample_height), int(cfg.sample_width))
+                                  if getattr(cfg, "use_learned_positional_embeddings", False) else None)
         self._empty_embeds = None
         self.placement = Placement(policy, self.device)
         self.placement.register("transformer", self.transformer)
@@ -194,14 +215,13 @@ class CogVideoXModel:
 
     # -------------------------------------------------------------------------------- denoiser
     def check_latent_size(self, height: int, width: int, node: str) -> None:
-        """Learned positional embeddings (CogVideoX-5B-I2V) only exist for the training size: refuse others."""
-        cfg = self.transformer.config
-        if getattr(cfg, "use_learned_positional_embeddings", False) and (height, width) != (cfg.sample_height, cfg.sample_width):
+        """Refuse a latent grid other than the training size when positional embeddings are learned."""
+        if self.fixed_latent_size is not None and (height, width) != self.fixed_latent_size:
             s = self.spatial_compression
+            h, w = self.fixed_latent_size
             raise InverseDVSError(
-                f"{node}: this model only generates at {cfg.sample_width * s}x{cfg.sample_height * s} "
-                f"(its positional embeddings are learned for that size), but the video is {width * s}x{height * s}. "
-                f"Load or resize the video to {cfg.sample_width * s}x{cfg.sample_height * s}."
+                f"{node}: this model only generates at {w * s}x{h * s} (its positional embeddings are learned "
+                f"for that size), but the video is {width * s}x{height * s}. Load or resize the video to {w * s}x{h * s}."
             )
 
     def rotary_embedding(self, frames: int, height: int, width: int):

@@ -45,13 +45,16 @@ def tiny_transformer_config() -> dict:
 
 
 def tiny_vae_config() -> dict:
-    """AutoencoderKLCogVideoX with four small blocks: keeps the real 8× spatial and 4× temporal compression."""
+    """AutoencoderKLCogVideoX with four small blocks: keeps the real 8× spatial and 4× temporal compression.
+
+    The sample size is the real one (480×720), so tiling starts at the same frame sizes as the real VAE.
+    """
     return dict(
         in_channels=3, out_channels=3,
         down_block_types=("CogVideoXDownBlock3D",) * 4, up_block_types=("CogVideoXUpBlock3D",) * 4,
         block_out_channels=(8, 8, 16, 16), latent_channels=TINY_LATENT_CHANNELS, layers_per_block=1,
         act_fn="silu", norm_eps=1e-6, norm_num_groups=4, temporal_compression_ratio=4,
-        sample_height=TINY_SAMPLE_HW[0] * 8, sample_width=TINY_SAMPLE_HW[1] * 8, scaling_factor=0.7,
+        sample_height=480, sample_width=720, scaling_factor=0.7,
         use_quant_conv=False, use_post_quant_conv=False,
     )
 
@@ -109,4 +112,26 @@ def save_tiny_video_model(folder: str, seed: int = TINY_SEED) -> str:
     }
     with open(os.path.join(folder, "model_index.json"), "w") as f:
         json.dump(index, f, indent=2)
+    return folder
+
+
+def cached_tiny_video_model(root: str | None = None) -> str:
+    """The tiny model folder under ``root`` (default: the system temp dir), written once and reused.
+
+    Written to a scratch folder and renamed into place, so concurrent callers never see half a folder.
+    """
+    import shutil
+    import tempfile
+
+    root = root or tempfile.gettempdir()
+    folder = os.path.join(root, f"inversedvs-tiny-cogvideox-s{TINY_SEED}-v2")
+    if os.path.exists(os.path.join(folder, "model_index.json")):
+        return folder
+    scratch = tempfile.mkdtemp(prefix="inversedvs-tiny-", dir=root)
+    save_tiny_video_model(os.path.join(scratch, "model"))
+    try:
+        os.rename(os.path.join(scratch, "model"), folder)
+    except OSError:  # another process won the race; its folder is complete
+        pass
+    shutil.rmtree(scratch, ignore_errors=True)
     return folder
