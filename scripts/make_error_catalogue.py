@@ -26,7 +26,9 @@ message (an `InverseDVSError`, shown in ComfyUI's error dialog) that says what w
 to do. This page lists the bad inputs the test suite feeds to the nodes and the exact message
 each one gives. It is generated from `tests/test_bad_inputs.py` by
 `python scripts/make_error_catalogue.py`; a test fails when it is out of date. Paths read
-`ComfyUI/...` where the message names your ComfyUI folder.
+`ComfyUI/...` where the message names your ComfyUI folder. The model cases run the test suite's
+tiny CogVideoX (4 latent channels, T5 width 32); with the real CogVideoX-5B-I2V the same messages
+name its sizes (16 latent channels, T5 width 4096).
 
 """
 

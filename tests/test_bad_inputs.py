@@ -23,6 +23,8 @@ import torch
 
 from inversedvs.errors import InverseDVSError
 from inversedvs.nodes import _validate
+from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
+from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -82,8 +84,11 @@ class Sandbox:
         return self
 
     def __exit__(self, *exc):
-        for obj, name, old in reversed(self._patches):
-            setattr(obj, name, old)
+        for obj, name, had, old in reversed(self._patches):
+            if had:
+                setattr(obj, name, old)
+            else:
+                delattr(obj, name)
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -92,7 +97,9 @@ class Sandbox:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def patch(self, obj, name, value):
-        self._patches.append((obj, name, getattr(obj, name)))
+        """Set ``obj.name = value`` until the sandbox closes (an instance attribute is removed again)."""
+        own = vars(obj) if hasattr(obj, "__dict__") else {}
+        self._patches.append((obj, name, name in own, own.get(name)))
         setattr(obj, name, value)
 
     def path(self, *parts: str) -> str:
@@ -177,6 +184,284 @@ def _(box):
 @case("Save Video", "fps of 0", "fps = 0 is out of range")
 def _(box):
     SaveVideo().save(frames(), 0.0, "InverseDVS/video")
+
+
+# ----------------------------------------------------------------------------- the video model
+
+_TINY = {}
+# The tiny model's video: 9 frames (4k+1) of 64x96 → latents [1, 4, 3, 8, 12].
+TINY_FRAMES, TINY_H, TINY_W = 9, 64, 96
+
+
+def tiny_folder() -> str:
+    from inversedvs.backend.tiny import cached_tiny_video_model
+
+    return cached_tiny_video_model()
+
+
+def tiny_model():
+    """The tiny CogVideoX-I2V loaded once through Load Video Model (fp32, resident, not compiled)."""
+    if "model" not in _TINY:
+        # the model reads its folder again later (text encoder), so the folder outlives every sandbox
+        models = os.path.join(tempfile.gettempdir(), "inversedvs-tiny-models")
+        link = os.path.join(models, "inversedvs_video", "tiny")
+        if os.path.realpath(link) != os.path.realpath(tiny_folder()):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(tiny_folder(), link)
+        saved = os.environ.get("INVERSEDVS_MODELS_DIR")
+        os.environ["INVERSEDVS_MODELS_DIR"] = models
+        try:
+            _TINY["model"] = LoadVideoModel().load("tiny", "fp32", "resident", compile_transformer=False)[0]
+        finally:
+            if saved is None:
+                os.environ.pop("INVERSEDVS_MODELS_DIR")
+            else:
+                os.environ["INVERSEDVS_MODELS_DIR"] = saved
+    return _TINY["model"]
+
+
+def tiny_latent() -> dict:
+    """The tiny model's LATENT of a random 9x64x96 clip (encoded once; copy before changing)."""
+    if "latent" not in _TINY:
+        _TINY["latent"] = VAEEncode().encode(tiny_model(), frames(TINY_FRAMES, TINY_H, TINY_W), False)[0]
+    return dict(_TINY["latent"])
+
+
+def tiny_noise() -> dict:
+    """K-RNR Invert's output for ``tiny_latent`` with 4 steps at strength 0.98."""
+    if "noise" not in _TINY:
+        _TINY["noise"] = KRNRInvert().invert(tiny_model(), tiny_latent(), 4, 0.98, "sampling_start")[0]
+    return dict(_TINY["noise"])
+
+
+def tiny_conditioning():
+    if "text" not in _TINY:
+        _TINY["text"] = EncodeText().encode(tiny_model(), "a dog on the beach", "blur")
+    return _TINY["text"]
+
+
+def hole_mask(n=TINY_FRAMES, height=TINY_H, width=TINY_W) -> torch.Tensor:
+    """A MASK [n, height, width] with a hole band on the right third (1 = hole)."""
+    mask = torch.zeros(n, height, width)
+    mask[:, :, 2 * width // 3:] = 1.0
+    return mask
+
+
+def sample_args(**changes) -> dict:
+    """Keyword arguments of a valid tiny Sample run (4 steps), with ``changes`` applied."""
+    positive, negative = tiny_conditioning()
+    args = dict(model=tiny_model(), positive=positive, negative=negative, clean=tiny_latent(), noise=tiny_noise(),
+                mask=hole_mask(), steps=4, strength=0.98, k=6, mode="paper", guidance=6.0, preservation=1.0,
+                dynamic_guidance=False, seed=42)
+    args.update(changes)
+    return args
+
+
+def tiny_copy(box, name: str) -> str:
+    """A full copy of the tiny model folder at ComfyUI/models/inversedvs_video/<name>."""
+    target = box.path("models", "inversedvs_video", name)
+    shutil.copytree(tiny_folder(), target)
+    return target
+
+
+def lora_file(box, name: str, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    path = box.path("models", "inversedvs_lora", name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_file(state, path)
+
+
+def load_tiny_with(box, lora: str) -> None:
+    os.makedirs(box.path("models", "inversedvs_video"), exist_ok=True)
+    os.symlink(tiny_folder(), box.path("models", "inversedvs_video", "tiny"))
+    LoadVideoModel().load("tiny", "fp32", "resident", lora=lora, lora_strength=1.0, compile_transformer=False)
+
+
+@case("Load Video Model", "a model folder that does not exist", "was not found")
+def _(box):
+    LoadVideoModel().load("CogVideoX-5b-I2V", "bf16", "model_offload", compile_transformer=False)
+
+
+@case("Load Video Model", "a model folder name climbing out with '..'", "was not found")
+def _(box):
+    tiny_copy(box, "real")
+    LoadVideoModel().load("../inversedvs_video/real/../../../..", "bf16", "model_offload", compile_transformer=False)
+
+
+@case("Load Video Model", "an incomplete model folder (VAE weights and tokenizer missing)", "is incomplete; missing")
+def _(box):
+    folder = tiny_copy(box, "partial")
+    for f in os.listdir(os.path.join(folder, "vae")):
+        if f.endswith(".safetensors"):
+            os.remove(os.path.join(folder, "vae", f))
+    shutil.rmtree(os.path.join(folder, "tokenizer"))
+    LoadVideoModel().load("partial", "bf16", "model_offload", compile_transformer=False)
+
+
+@case("Load Video Model", "weights in pickle format only (diffusion_pytorch_model.bin)", "is incomplete; missing")
+def _(box):
+    folder = tiny_copy(box, "pickled")
+    transformer = os.path.join(folder, "transformer")
+    for f in os.listdir(transformer):
+        if f.endswith(".safetensors"):
+            os.remove(os.path.join(transformer, f))
+    torch.save({"w": torch.zeros(1)}, os.path.join(transformer, "diffusion_pytorch_model.bin"))
+    LoadVideoModel().load("pickled", "bf16", "model_offload", compile_transformer=False)
+
+
+@case("Load Video Model", "a LoRA that is a pickle file (.bin)", "not a .safetensors file")
+def _(box):
+    path = box.path("models", "inversedvs_lora", "flow_lora.bin")
+    os.makedirs(os.path.dirname(path))
+    torch.save({"transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(2, 32)}, path)
+    load_tiny_with(box, "flow_lora.bin")
+
+
+@case("Load Video Model", "a pickle file renamed to .safetensors", "not in safetensors format")
+def _(box):
+    path = box.path("models", "inversedvs_lora", "renamed.safetensors")
+    os.makedirs(os.path.dirname(path))
+    torch.save({"transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(2, 32)}, path)
+    load_tiny_with(box, "renamed.safetensors")
+
+
+@case("Load Video Model", "a LoRA made for another model (Stable Diffusion layer names)", "does not fit")
+def _(box):
+    lora_file(box, "sd15_style.safetensors", {
+        "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": torch.zeros(4, 320),
+        "unet.down_blocks.0.attentions.0.proj_in.lora_B.weight": torch.zeros(320, 4),
+    })
+    load_tiny_with(box, "sd15_style.safetensors")
+
+
+@case("Load Video Model", "a LoRA for a model of another size (same layer names)", "layers of another size")
+def _(box):
+    lora_file(box, "cogvideox_2b.safetensors", {
+        "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 1920),
+        "transformer.transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(1920, 4),
+    })
+    load_tiny_with(box, "cogvideox_2b.safetensors")
+
+
+@case("Load Video Model", "a file that is not a LoRA at all", "not a LoRA this pack can read")
+def _(box):
+    lora_file(box, "upscaler.safetensors", {"conv_first.weight": torch.zeros(8, 3, 3, 3)})
+    load_tiny_with(box, "upscaler.safetensors")
+
+
+@case("Encode Text", "something other than the video model connected as model", "must come from Load Video Model")
+def _(box):
+    EncodeText().encode({"samples": torch.zeros(1)}, "a dog", "")
+
+
+@case("VAE Encode Video", "a frame count that is not 4k+1 (8 frames)", "needs 4k+1 frames")
+def _(box):
+    VAEEncode().encode(tiny_model(), frames(8, TINY_H, TINY_W), False)
+
+
+@case("VAE Encode Video", "a size that is not a multiple of 16 (90x64)", "must be multiples of 16")
+def _(box):
+    VAEEncode().encode(tiny_model(), frames(TINY_FRAMES, 64, 90), False)
+
+
+@case("VAE Decode Video", "a LATENT from another model (16 channels)", "has 16 channels")
+def _(box):
+    VAEDecode().decode(tiny_model(), {"samples": torch.zeros(1, 16, 3, 8, 12)}, False)
+
+
+@case("K-RNR Invert", "steps = 0", "at least 1 step")
+def _(box):
+    KRNRInvert().invert(tiny_model(), tiny_latent(), 0, 0.98, "sampling_start")
+
+
+@case("K-RNR Invert", "strength = 0", "strength = 0 is out of range")
+def _(box):
+    KRNRInvert().invert(tiny_model(), tiny_latent(), 4, 0.0, "sampling_start")
+
+
+@case("K-RNR Invert", "strength above 1", "strength = 1.5 is out of range")
+def _(box):
+    KRNRInvert().invert(tiny_model(), tiny_latent(), 4, 1.5, "sampling_start")
+
+
+@case("K-RNR Invert", "an image LATENT (Stable Diffusion, 4-D)", "an image latent")
+def _(box):
+    KRNRInvert().invert(tiny_model(), {"samples": torch.zeros(1, 4, 8, 12)}, 4, 0.98, "sampling_start")
+
+
+@case("K-RNR Invert", "a LATENT from another video model (16 channels)", "has 16 channels")
+def _(box):
+    KRNRInvert().invert(tiny_model(), {"samples": torch.zeros(1, 16, 3, 8, 12)}, 4, 0.98, "sampling_start")
+
+
+@case("K-RNR Invert", "a LATENT tagged with another model's id", "was made by")
+def _(box):
+    KRNRInvert().invert(tiny_model(), dict(tiny_latent(), model="wan2.1-i2v"), 4, 0.98, "sampling_start")
+
+
+@case("Stochastic Latent Modulation", "a mask that is all holes", "no visible values to draw from")
+def _(box):
+    StochasticLatentModulate().modulate(tiny_latent(), tiny_noise(), torch.ones(TINY_FRAMES, TINY_H, TINY_W), 42)
+
+
+@case("Stochastic Latent Modulation", "a mask of another size than the latent's video", "but the latent belongs to")
+def _(box):
+    StochasticLatentModulate().modulate(tiny_latent(), tiny_noise(), hole_mask(TINY_FRAMES, 128, 192), 42)
+
+
+@case("Stochastic Latent Modulation", "a mask in 0..255 instead of 0..1", "must hold values in 0..1")
+def _(box):
+    StochasticLatentModulate().modulate(tiny_latent(), tiny_noise(), hole_mask() * 255, 42)
+
+
+@case("Stochastic Latent Modulation", "noise inverted from another latent (other shape)", "differ")
+def _(box):
+    noise = dict(tiny_noise(), samples=torch.zeros(1, 4, 5, 8, 12))
+    StochasticLatentModulate().modulate(tiny_latent(), noise, hole_mask(), 42)
+
+
+@case("Sample", "out of GPU memory during sampling", "memory = sequential_offload")
+def _(box):
+    model = tiny_model()
+
+    @contextlib.contextmanager
+    def session_that_runs_out(condition, embeds):
+        def predict_v(x, t):
+            raise torch.cuda.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total capacity of 23.57 GiB of which "
+                "1.12 GiB is free."
+            )
+
+        yield predict_v
+
+    box.patch(model, "transformer_session", session_that_runs_out)
+    Sample().sample(**sample_args())
+
+
+@case("Sample", "steps and strength different from the inversion's", "Use the same steps and strength")
+def _(box):
+    Sample().sample(**sample_args(steps=30))
+
+
+@case("Sample", "a mask whose frame count disagrees with the latent (5 frames for 9)", "but the latent belongs to")
+def _(box):
+    Sample().sample(**sample_args(mask=hole_mask(5)))
+
+
+@case("Sample", "a prompt encoded by another text encoder (CLIP width 768)", "of width 768")
+def _(box):
+    clip = [[torch.zeros(1, 77, 768), {}]]
+    Sample().sample(**sample_args(positive=clip))
+
+
+@case("Sample", "reference mode with a latent that lacks the VAE statistics", "reference mode needs")
+def _(box):
+    latent = tiny_latent()
+    bare = {"samples": latent["samples"], "model": latent["model"]}
+    Sample().sample(**sample_args(clean=bare, mode="reference"))
 
 
 # ----------------------------------------------------------------------------- tests
