@@ -5,9 +5,10 @@ Three policies, one interface (:class:`Placement`):
 ``resident``
     every registered module sits on the compute device for the whole run (fastest, most memory).
 ``model_offload``
-    a module's weights live in (pinned) host memory and come to the device for the duration of
+    a module's weights live in host memory and come to the device for the duration of
     ``with placement.use(name)``; leaving the block drops the device copy, so other stages (VAE
-    decode, text encode) get the memory back.
+    decode, text encode) get the memory back. The first use copies tensor by tensor; from the
+    second use on the weights sit packed in one pinned buffer and arrive in one fast copy.
 ``sequential_offload``
     like ``model_offload``, and a module built from a long list of identical blocks (the video
     transformer's 42 blocks, T5's 24) streams those blocks through the device one at a time: a
@@ -36,6 +37,9 @@ POLICIES = ("resident", "model_offload", "sequential_offload")
 PACK_ALIGN_BYTES = 256
 # A module list counts as "repeated blocks" (streamed under sequential_offload) from this length on.
 MIN_STREAMED_BLOCKS = 4
+# From this use on, an offloaded module's weights are packed into one pinned buffer (fast copies);
+# before, they move tensor by tensor, which costs no packing for a module used once (the T5 encoder).
+PACK_FROM_USE = 2
 
 
 def _tensors_of(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -107,6 +111,35 @@ class Parcel:
                 view.copy_(t.data)
             t.data = view
         self.device_flat = None
+        self._versions = None
+
+
+class LooseTensors:
+    """Tensors moved to the device one by one, without packing or pinning (the first use of a module).
+
+    ``attach(device)`` points each tensor at a device copy; ``detach()`` points it back at its host
+    data, keeping in-place changes made on the device (as :class:`Parcel` does).
+    """
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.tensors = list(tensors)
+        self.host = None
+        self._versions = None
+
+    def attach(self, device: torch.device) -> None:
+        self.host = [t.data for t in self.tensors]
+        for t in self.tensors:
+            t.data = t.data.to(device, copy=True)
+        self._versions = [t._version for t in self.tensors]
+
+    def detach(self) -> None:
+        if self.host is None:
+            return
+        for t, h, v in zip(self.tensors, self.host, self._versions):
+            if t._version != v:
+                h.copy_(t.data)
+            t.data = h
+        self.host = None
         self._versions = None
 
 
@@ -219,10 +252,21 @@ class _Entry:
 
     def __init__(self, module: torch.nn.Module):
         self.module = module
-        self.parcel: Parcel | None = None  # weights that move as one piece
+        self.moving: list[torch.Tensor] = []  # weights that come to the device on ``use`` (not streamed)
+        self.loose: LooseTensors | None = None  # those weights before they are packed
+        self.parcel: Parcel | None = None  # those weights packed, from use PACK_FROM_USE on
+        self.uses = 0
         self.stream: BlockStream | None = None  # repeated blocks that stream
         self.on_device = False  # resident modules: currently moved to the device
         self.depth = 0  # nesting of ``use``
+
+
+def _detach(entry: _Entry) -> None:
+    """Drop the device copy of an entry's moving weights, whichever way they were brought."""
+    if entry.loose is not None:
+        entry.loose.detach()
+    if entry.parcel is not None:
+        entry.parcel.detach()
 
 
 class Placement:
@@ -263,18 +307,17 @@ class Placement:
         if blocks is not None:
             entry.stream = BlockStream(blocks, self.device, self.pin)
             streamed = {id(t) for b in blocks for t in _tensors_of(b)}
-            rest = [t for t in _tensors_of(module) if id(t) not in streamed]
-            entry.parcel = Parcel(rest, self.pin)
+            entry.moving = [t for t in _tensors_of(module) if id(t) not in streamed]
         else:
-            entry.parcel = Parcel(_tensors_of(module), self.pin)
+            entry.moving = _tensors_of(module)
+        entry.loose = LooseTensors(entry.moving)
 
     def unregister(self, name: str) -> torch.nn.Module:
         """Stop managing ``name`` (its weights stay where they are: host memory when offloaded)."""
         entry = self._entries.pop(name)
         if entry.stream is not None:
             entry.stream.remove()
-        if entry.parcel is not None:
-            entry.parcel.detach()
+        _detach(entry)
         return entry.module
 
     def __contains__(self, name: str) -> bool:
@@ -302,8 +345,14 @@ class Placement:
         entry.depth += 1
         try:
             if entry.depth == 1:
-                flat, ready = _copy_to(entry.parcel, self.device, None)
-                entry.parcel.attach(flat)
+                entry.uses += 1
+                if entry.parcel is None and entry.uses >= PACK_FROM_USE:
+                    entry.parcel = Parcel(entry.moving, self.pin)
+                if entry.parcel is not None:
+                    flat, _ = _copy_to(entry.parcel, self.device, None)
+                    entry.parcel.attach(flat)
+                else:
+                    entry.loose.attach(self.device)
                 if entry.stream is not None:
                     entry.stream.active = True
             yield entry.module
@@ -312,7 +361,7 @@ class Placement:
             if entry.depth == 0:
                 if entry.stream is not None:
                     entry.stream.stop()
-                entry.parcel.detach()
+                _detach(entry)
 
     def release_all(self) -> None:
         """Take every registered module off the device (host memory keeps the weights) and free the cache."""
@@ -321,9 +370,8 @@ class Placement:
                 continue
             if entry.stream is not None:
                 entry.stream.stop()
-            if entry.parcel is not None:
-                entry.parcel.detach()
-                entry.depth = 0
+            _detach(entry)
+            entry.depth = 0
             if entry.on_device:
                 entry.module.to(self.offload_device)
                 entry.on_device = False

@@ -148,24 +148,33 @@ def test_offload_policies_move_weights_only_inside_use(policy):
     placement.noop = False  # drive the real mechanics with CPU buffers standing in for the device
     placement.register("transformer", model)
     entry = placement._entries["transformer"]
-    assert all(_within(t, entry.parcel.host) for t in entry.parcel.tensors)
-    with placement.use("transformer") as m:
+    host_ptrs = [t.data_ptr() for t in entry.moving]
+    assert entry.parcel is None  # nothing packed before the module is used twice
+
+    with placement.use("transformer") as m:  # first use: tensor-by-tensor copies
         assert m is model
-        assert entry.parcel.device_flat is not None
-        assert not any(_within(t, entry.parcel.host) for t in entry.parcel.tensors)
+        assert all(t.data_ptr() != p for t, p in zip(entry.moving, host_ptrs))
+        got = m(x)
+    assert torch.equal(got, expected)
+    assert [t.data_ptr() for t in entry.moving] == host_ptrs
+
+    with placement.use("transformer") as m:  # second use: packed into one buffer, one copy
+        assert entry.parcel is not None and entry.parcel.device_flat is not None
+        assert all(_within(t, entry.parcel.device_flat) for t in entry.moving)
         with placement.use("transformer"):  # nested use keeps the weights in place
             pass
         assert entry.parcel.device_flat is not None
         got = m(x)
     assert torch.equal(got, expected)
     assert entry.parcel.device_flat is None
-    assert all(_within(t, entry.parcel.host) for t in entry.parcel.tensors)
+    assert all(_within(t, entry.parcel.host) for t in entry.moving)
     if policy == "sequential_offload":
         streamed = {id(t) for b in model.blocks for t in _tensors_of(b)}
-        assert not streamed & {id(t) for t in entry.parcel.tensors}
+        assert not streamed & {id(t) for t in entry.moving}
         assert placement.stats()["max_blocks_on_device"] == {"transformer": 2}
         assert not entry.stream.pending
     else:
         assert entry.stream is None
+        assert len(entry.moving) == len(_tensors_of(model))
     placement.release_all()
     assert torch.equal(model(x), expected)
