@@ -102,3 +102,13 @@ def dynamic_guidance(scale: float, t: int, steps: int) -> float:
     the formula the reference results were produced with.
     """
     return 1.0 + scale * (1.0 - math.cos(math.pi * ((steps - t) / steps) ** 5.0)) / 2.0
+
+
+def guided_velocity(v_uncond: torch.Tensor, v_cond: torch.Tensor, unseen: torch.Tensor, guidance: float,
+                    preservation: float) -> torch.Tensor:
+    """Per-position classifier-free guidance: v_u + w·(v_c − v_u), w = guidance where ``unseen`` else preservation.
+
+    ``v_uncond``, ``v_cond``: [B, C, T, h, w]; ``unseen``: [T, h, w] bool (broadcast over batch and channels).
+    """
+    w = torch.where(unseen.to(v_cond.device), float(guidance), float(preservation)).to(v_cond.dtype)
+    return v_uncond + w * (v_cond - v_uncond)
