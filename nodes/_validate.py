@@ -30,10 +30,12 @@ _OOM_ALLOCATION = re.compile(r"Tried to allocate ([0-9.]+ [KMGT]i?B)")
 
 
 def format_bytes(n: float) -> str:
-    """``n`` bytes as a short human string: '512 MiB', '3.4 GiB'."""
+    """``n`` bytes as a short human string: '3.4 GiB', '512 MiB', '40 KiB'."""
     if n >= GIB:
         return f"{n / GIB:.1f} GiB"
-    return f"{max(n, 0) / MIB:.0f} MiB"
+    if n >= MIB:
+        return f"{n / MIB:.0f} MiB"
+    return f"{max(n, 0) / 1024:.0f} KiB"
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -233,15 +235,50 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
+# Activation memory of one transformer pass, in copies of its hidden states [batch, tokens, width]:
+# CogVideoX-5B-I2V peaks at 13.59 GiB for a batch-2 pass at 49x480x720 with 10.4 GiB of bf16
+# weights (../shared/data/anchors.json), i.e. 3.2 GiB for 2 x 17776 tokens x 3072 x 2 bytes.
+ACTIVATION_COPIES = 16
+# Transformer blocks on the device at once under sequential offload (one computing, one arriving).
+STREAMED_BLOCKS_ON_DEVICE = 2
+
+
+def _module_bytes(module: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+
+
+def denoiser_memory(model, latent_shape, batch: int) -> dict:
+    """Estimated device bytes of one denoising pass over a latent of ``latent_shape`` [B, C, T, h, w]
+    with ``batch`` prompts: ``needed_bytes`` with the whole transformer on the device, ``low_vram_bytes``
+    with blocks streamed (sequential offload). Keyword arguments for ``out_of_memory_as_error``."""
+    transformer = model.transformer
+    cfg = transformer.config
+    weights = _module_bytes(transformer)
+    blocks = getattr(transformer, "transformer_blocks", None)
+    streamed = weights
+    if blocks is not None and len(blocks) > STREAMED_BLOCKS_ON_DEVICE:
+        per_block = _module_bytes(blocks) / len(blocks)
+        streamed = weights - _module_bytes(blocks) + STREAMED_BLOCKS_ON_DEVICE * per_block
+    _, _, frames, height, width = latent_shape
+    patch = int(cfg.patch_size)
+    tokens = frames * (height // patch) * (width // patch) + int(cfg.max_text_seq_length)
+    hidden = int(cfg.num_attention_heads) * int(cfg.attention_head_dim)
+    element = next(transformer.parameters()).element_size()
+    activations = ACTIVATION_COPIES * batch * tokens * hidden * element
+    return {"needed_bytes": int(weights + activations), "low_vram_bytes": int(streamed + activations)}
+
+
 @contextlib.contextmanager
 def out_of_memory_as_error(node: str, stage: str, low_vram_option: str, needed_bytes: int | None = None,
-                           device: torch.device | str | None = None):
+                           low_vram_bytes: int | None = None, device: torch.device | str | None = None):
     """Turn an out-of-memory inside the block into an ``InverseDVSError`` naming the low-VRAM option.
 
-    The original exception (and the tensors its traceback holds) is dropped before the new error is
-    raised and the CUDA cache is emptied, so the memory the failed step held is given back.
+    ``needed_bytes`` / ``low_vram_bytes``: what the block needs as set up now and with
+    ``low_vram_option`` (e.g. from ``denoiser_memory``), quoted in the message. The original
+    exception (and the tensors its traceback holds) is dropped before the new error is raised and
+    the CUDA cache is emptied, so the memory the failed step held is given back.
     """
-    message = None
+    asked = None
     try:
         yield
     except BaseException as err:  # noqa: BLE001 - only OOM is translated, the rest re-raised
@@ -249,20 +286,25 @@ def out_of_memory_as_error(node: str, stage: str, low_vram_option: str, needed_b
             raise
         match = _OOM_ALLOCATION.search(str(err))
         asked = f" (it tried to allocate {match.group(1)} more)" if match else ""
-        device = torch.device(device) if device is not None else _host.torch_device()
-        need = f" It needs about {format_bytes(needed_bytes)}" if needed_bytes else " It needs more memory"
-        free = format_bytes(free_memory_bytes(device)) if device.type == "cuda" else None
-        message = (
-            f"{node}: out of memory while {stage}{asked}.{need}"
-            + (f"; {free} is free now." if free else ".")
-            + f" Set {low_vram_option} on the model loader, or use fewer frames or a smaller size."
-        )
         traceback.clear_frames(err.__traceback__)  # drop the failed step's tensors now
         err.__traceback__ = None
         del err
-    if message is not None:
-        _host.free_host_memory()
-        raise InverseDVSError(message) from None
+    if asked is None:
+        return
+    _host.free_host_memory()
+    device = torch.device(device) if device is not None else _host.torch_device()
+    need = ""
+    if needed_bytes:
+        need = f" It needs about {format_bytes(needed_bytes)}"
+        if low_vram_bytes:
+            need += f", about {format_bytes(low_vram_bytes)} with {low_vram_option}"
+        if device.type == "cuda":
+            need += f"; {format_bytes(free_memory_bytes(device))} is free"
+        need += "."
+    raise InverseDVSError(
+        f"{node}: out of memory while {stage}{asked}.{need} Set {low_vram_option} on the model "
+        "loader, or use fewer frames or a smaller size."
+    ) from None
 
 
 # ----------------------------------------------------------------------------- paths

@@ -59,3 +59,32 @@ def test_video_memory_estimate_and_refusal(monkeypatch):
 
 def test_free_memory_is_positive_on_this_machine():
     assert _validate.free_memory_bytes(torch.device("cpu")) > 64 * 1024**2
+
+
+def test_denoiser_estimate_matches_the_measured_full_size_pass():
+    """Full-size CogVideoX-5B-I2V (built on the meta device, no memory): batch-2 pass at 49x480x720
+    peaked at 13.59 GiB on an H100 (../shared/data/anchors.json)."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    config = dict(num_attention_heads=48, attention_head_dim=64, in_channels=32, out_channels=16,
+                  time_embed_dim=512, text_embed_dim=4096, num_layers=42, sample_width=90, sample_height=60,
+                  sample_frames=49, patch_size=2, max_text_seq_length=226,
+                  use_rotary_positional_embeddings=True, use_learned_positional_embeddings=True)
+    with torch.device("meta"):
+        transformer = CogVideoXTransformer3DModel(**config).to(torch.bfloat16)
+
+    class Model:
+        pass
+
+    model = Model()
+    model.transformer = transformer
+    batch2 = _validate.denoiser_memory(model, (1, 16, 13, 60, 90), batch=2)
+    batch1 = _validate.denoiser_memory(model, (1, 16, 13, 60, 90), batch=1)
+    assert batch2["needed_bytes"] / GIB == pytest.approx(13.59, rel=0.05)
+    weights = _validate._module_bytes(transformer)
+    assert batch1["needed_bytes"] - weights == pytest.approx((batch2["needed_bytes"] - weights) / 2, rel=0.01)
+    assert batch2["low_vram_bytes"] < 0.35 * batch2["needed_bytes"]
+    with pytest.raises(InverseDVSError, match=r"needs about 13\.\d GiB, about 3\.\d GiB with memory = sequential_offload"):
+        with _validate.out_of_memory_as_error("Sample", "sampling", "memory = sequential_offload", device="cpu",
+                                              **batch2):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
