@@ -44,7 +44,7 @@ import make_workflows as mw  # noqa: E402
 from pack import PACK_ROOT, load_pack  # noqa: E402
 
 PACK_FOLDER = "ComfyUI-InverseDVS"
-TINY_VIDEO_MODEL = "CogVideoX-5b-I2V"  # the folder name the workflows select
+TINY_VIDEO_MODEL = "tiny-cogvideox-i2v"  # folder name of the tiny video model (random weights)
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 BROWSER_TIMEOUT_S = 90
@@ -52,6 +52,9 @@ VIEWPORT = mw.VIEW_SIZE
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars")
+# The frontend's settings for the check: no first-run template dialog, no minimap, text drawn at any zoom.
+FRONTEND_SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
+                     "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.1}
 # Smaller work for the full workflow with tiny models: (node type, input) → value, where the input exists.
 FULL_RUN_OVERRIDES = {
     ("InverseDVS_LoadVideo", "frame_load_cap"): 9,
@@ -60,6 +63,7 @@ FULL_RUN_OVERRIDES = {
     ("InverseDVS_CameraTrajectory", "frames"): 9,
     ("InverseDVS_KRNRInvert", "steps"): 4,
     ("InverseDVS_Sample", "steps"): 4,
+    ("InverseDVS_LoadVideoModel", "model_folder"): TINY_VIDEO_MODEL,
     ("InverseDVS_LoadVideoModel", "dtype"): "fp32",
     ("InverseDVS_LoadVideoModel", "compile_transformer"): False,
 }
@@ -91,21 +95,12 @@ def make_sample_inputs(input_dir: str) -> list[str]:
     return sample.write_sample_videos(input_dir, mw.SAMPLE_VIDEO, mw.SAMPLE_DEPTH_VIDEO)
 
 
-def make_tiny_models(root: str) -> dict[str, str]:
-    """Tiny model folders of the real layouts under ``root/<kind>/``; returns kind → folder."""
-    pack = load_pack()
-    from importlib import import_module
+def make_tiny_models(root: str) -> list[str]:
+    """Tiny random-weight model folders of the real layouts under ``root/<kind>/``; returns the kinds."""
+    import make_tiny_models as tiny
 
-    tiny = import_module(pack.__name__ + ".backend.tiny")
-    folders = {"inversedvs_video": os.path.join(root, "inversedvs_video", TINY_VIDEO_MODEL)}
-    tiny.save_tiny_video_model(folders["inversedvs_video"])
-    try:
-        depth = import_module(pack.__name__ + ".warp.tiny_depth")
-    except ModuleNotFoundError:
-        depth = None
-    if depth is not None:
-        folders["inversedvs_depth"] = depth.save_tiny_depth_model(os.path.join(root, "inversedvs_depth"))
-    return folders
+    tiny.main([root, "--name", TINY_VIDEO_MODEL])
+    return sorted(kind for kind in os.listdir(root) if os.path.isdir(os.path.join(root, kind)))
 
 
 def prepare_base(base: str) -> str:
@@ -115,15 +110,15 @@ def prepare_base(base: str) -> str:
     for sub in ("input", "output", "temp", "models", os.path.join("user", "default")):
         os.makedirs(os.path.join(base, sub), exist_ok=True)
     with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w") as f:
-        json.dump({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}, f)
+        json.dump(FRONTEND_SETTINGS, f)
     make_sample_inputs(os.path.join(base, "input"))
     tiny_root = os.path.join(base, "tiny_models")
-    folders = make_tiny_models(tiny_root)
+    kinds = make_tiny_models(tiny_root)
     yaml_path = os.path.join(base, "extra_model_paths.yaml")
     with open(yaml_path, "w") as f:
         f.write("inversedvs_tiny:\n")
         f.write(f"    base_path: {tiny_root}\n")
-        for kind in folders:
+        for kind in kinds:
             f.write(f"    {kind}: {kind}\n")
     return yaml_path
 
@@ -283,6 +278,13 @@ def check_templates(server: Server, names: list[str]) -> None:
     missing = sorted(set(names) - set(served))
     if missing:
         raise CheckFailed(f"not served as templates: {missing} (served: {served})")
+    for name in names:
+        with open(os.path.join(mw.WORKFLOW_DIR, name + ".json"), encoding="utf-8") as f:
+            if server.get(f"/api/workflow_templates/{PACK_FOLDER}/{name}.json") != json.load(f):
+                raise CheckFailed(f"the served template {name}.json differs from the file")
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_FOLDER}/{name}.jpg", timeout=30) as r:
+            if r.read(3) != b"\xff\xd8\xff":
+                raise CheckFailed(f"the thumbnail {name}.jpg is not served as a JPEG")
 
 
 def load_api(name: str) -> dict:

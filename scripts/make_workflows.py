@@ -222,6 +222,7 @@ class Node:
     values: dict[str, Any] = field(default_factory=dict)
     width: int = 0  # 0: the column width
     color: str | None = None
+    band: int = 0  # horizontal band of the layout, top to bottom
 
 
 @dataclass
@@ -231,6 +232,7 @@ class Note:
     column: int
     width: int = 0
     height: int = 0  # 0: from the number of lines
+    band: int = 0
 
 
 @dataclass
@@ -252,6 +254,7 @@ class Workflow:
 COLUMN_WIDTH = 340
 COLUMN_GAP = 60
 ROW_GAP = 40
+BAND_GAP = 60
 GROUP_PAD = 20
 GROUP_TITLE_HEIGHT = 50
 TITLE_HEIGHT = 30
@@ -260,9 +263,10 @@ WIDGET_HEIGHT = 26
 MULTILINE_HEIGHT = 110
 NOTE_LINE_HEIGHT = 18
 NOTE_CHARS_PER_LINE = 46
-MEDIA_HEIGHT = {"PreviewImage": 260, "SaveVideo": 300}  # room for the image / video the node shows
-VIEW_SIZE = (1600, 1000)  # viewport the saved view fits (the browser check's window)
-VIEW_MARGIN = 40
+MEDIA_HEIGHT = {"PreviewImage": 220, "SaveVideo": 200}  # room for the image / video the node shows
+VIEW_SIZE = (1920, 1080)  # window the saved view fits (the browser check's window)
+VIEW_CHROME = (64, 78)  # ComfyUI's side bar and top bars take this much of the window's width and height
+VIEW_MARGIN = 30
 COLORS = {"note": ("#432", "#653"), "model": ("#223", "#335"), "prompt": ("#232", "#353"),
           "output": ("#233", "#355")}
 GROUP_COLORS = {"geometry": "#3f789e", "diffusion": "#8A8", "output": "#b58b2a", "sweep": "#a1309b"}
@@ -360,7 +364,7 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
             inputs.append(entry)
         node_inputs[item.key] = inputs
 
-    # layout: columns stacked top to bottom
+    # layout: bands top to bottom; in a band, columns left to right, items stacked in each column
     heights, widths = {}, {}
     for item in flow.items:
         widths[item.key] = item.width or COLUMN_WIDTH
@@ -368,23 +372,26 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
             heights[item.key] = estimate_height(specs[item.type], item.type)
         else:
             heights[item.key] = note_height(item, widths[item.key])
-    columns = sorted({item.column for item in flow.items})
-    column_x, x = {}, 0
-    for col in columns:
-        column_x[col] = x
-        x += max(widths[i.key] for i in flow.items if i.column == col) + COLUMN_GAP
-    pos, column_y = {}, {col: GROUP_TITLE_HEIGHT + GROUP_PAD for col in columns}
-    group_of = {key: g for g in flow.groups for key in g.keys}
-    previous = {}
-    for item in flow.items:
-        col = item.column
-        y = column_y[col]
-        last = previous.get(col)
-        if last is not None and group_of.get(last) is not group_of.get(item.key):
-            y += GROUP_TITLE_HEIGHT + 2 * GROUP_PAD  # room for the next group's title
-        pos[item.key] = [column_x[col], y]
-        column_y[col] = y + TITLE_HEIGHT + heights[item.key] + ROW_GAP
-        previous[col] = item.key
+    group_of = {key: g.title for g in flow.groups for key in g.keys}
+    pos, band_top = {}, 0
+    for band in sorted({item.band for item in flow.items}):
+        members = [item for item in flow.items if item.band == band]
+        column_x, x = {}, 0
+        for col in sorted({item.column for item in members}):
+            column_x[col] = x
+            x += max(widths[i.key] for i in members if i.column == col) + COLUMN_GAP
+        column_y = {col: band_top + GROUP_TITLE_HEIGHT + GROUP_PAD for col in column_x}
+        previous = {}
+        for item in members:
+            col = item.column
+            y = column_y[col]
+            last = previous.get(col)
+            if last is not None and group_of.get(last) != group_of.get(item.key):
+                y += GROUP_TITLE_HEIGHT + 2 * GROUP_PAD  # room for the next group's title
+            pos[item.key] = [column_x[col], y]
+            column_y[col] = y + TITLE_HEIGHT + heights[item.key] + ROW_GAP
+            previous[col] = item.key
+        band_top = max(column_y.values()) + BAND_GAP
 
     ui_nodes, api = [], {}
     for item in flow.items:
@@ -435,16 +442,6 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
         groups.append({"id": index, "title": group.title, "bounding": [x0, y0, x1 - x0, y1 - y0],
                        "color": group.color, "font_size": 24, "flags": {}})
 
-    # initial view: the whole graph inside the viewport
-    xs = [p[0] for p in pos.values()] + [g["bounding"][0] for g in groups]
-    ys = [p[1] - TITLE_HEIGHT for p in pos.values()] + [g["bounding"][1] for g in groups]
-    x_end = max([pos[k][0] + widths[k] for k in pos] + [g["bounding"][0] + g["bounding"][2] for g in groups])
-    y_end = max([pos[k][1] + heights[k] for k in pos] + [g["bounding"][1] + g["bounding"][3] for g in groups])
-    scale = min((VIEW_SIZE[0] - 2 * VIEW_MARGIN) / (x_end - min(xs)),
-                (VIEW_SIZE[1] - 2 * VIEW_MARGIN) / (y_end - min(ys)), 1.0)
-    scale = round(scale, 4)
-    offset = [round(VIEW_MARGIN / scale - min(xs), 2), round(VIEW_MARGIN / scale - min(ys), 2)]
-
     ui = {
         "id": str(uuid.uuid5(UUID_NAMESPACE, flow.name)),
         "revision": 0,
@@ -454,10 +451,22 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
         "links": links,
         "groups": groups,
         "config": {},
-        "extra": {"ds": {"scale": scale, "offset": offset}, "frontendVersion": FRONTEND_VERSION},
+        "extra": {"ds": {}, "frontendVersion": FRONTEND_VERSION},
         "version": UI_FORMAT_VERSION,
     }
+    ui["extra"]["ds"] = fit_view(ui, VIEW_SIZE)
     return ui, api
+
+
+def fit_view(ui: dict, window: tuple[int, int]) -> dict:
+    """The canvas view (``extra.ds``) that shows every node and group of ``ui`` in a ``window``-sized browser."""
+    boxes = [(n["pos"][0], n["pos"][1] - TITLE_HEIGHT, n["size"][0], n["size"][1] + TITLE_HEIGHT) for n in ui["nodes"]]
+    boxes += [tuple(g["bounding"]) for g in ui["groups"]]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+    width, height = window[0] - VIEW_CHROME[0] - 2 * VIEW_MARGIN, window[1] - VIEW_CHROME[1] - 2 * VIEW_MARGIN
+    scale = round(min(width / (x1 - x0), height / (y1 - y0), 1.0), 4)
+    return {"scale": scale, "offset": [round(VIEW_MARGIN / scale - x0, 2), round(VIEW_MARGIN / scale - y0, 2)]}
 
 
 # ---------------------------------------------------------------------------- the workflows
@@ -546,36 +555,37 @@ def _geometry(column: int, depth_from_video: bool) -> list:
 GEOMETRY_KEYS = ("video", "depth", "path", "path_preview", "warp", "warp_preview", "mask_image", "mask_preview")
 
 
-def _save(key: str, images: tuple[str, str], prefix: str, column: int, title: str) -> list:
+def _save(key: str, images: tuple[str, str], prefix: str, column: int, title: str, band: int = 0) -> list:
     return [
         Node(key + "_video", "CreateVideo", f"Create Video: {title}", column, links={"images": images},
-             values={"fps": FPS}),
+             values={"fps": FPS}, band=band),
         Node(key + "_save", "SaveVideo", f"Save: {title}", column, links={"video": (key + "_video", "VIDEO")},
-             values={"filename_prefix": prefix}, color="output"),
+             values={"filename_prefix": prefix}, color="output", band=band),
     ]
 
 
-def _model_and_inversion(column: int) -> list:
+def _model_and_inversion(column: int, band: int) -> list:
     return [
-        Node("model", P + "LoadVideoModel", "Load CogVideoX-5B-I2V", column, color="model"),
-        Note("model_note", MODEL_NOTE, column),
+        Node("model", P + "LoadVideoModel", "Load CogVideoX-5B-I2V", column, color="model", band=band),
+        Note("model_note", MODEL_NOTE, column, band=band),
         Node("text", P + "EncodeText", "Prompt", column, links={"model": ("model", "model")},
-             values={"prompt": PROMPT}, color="prompt"),
+             values={"prompt": PROMPT}, color="prompt", band=band),
         Node("encode", P + "VAEEncode", "VAE Encode (warped video)", column + 1,
-             links={"model": ("model", "model"), "images": ("warp", "warped")}),
+             links={"model": ("model", "model"), "images": ("warp", "warped")}, band=band),
         Node("invert", P + "KRNRInvert", "K-RNR Invert (runs once)", column + 1,
-             links={"model": ("model", "model"), "latent": ("encode", "latent")}),
+             links={"model": ("model", "model"), "latent": ("encode", "latent")}, band=band),
         Node("slm", P + "StochasticLatentModulate", "Stochastic Latent Modulation", column + 1,
-             links={"clean": ("encode", "latent"), "noise": ("invert", "noise"), "mask": ("warp", "mask")}),
+             links={"clean": ("encode", "latent"), "noise": ("invert", "noise"), "mask": ("warp", "mask")},
+             band=band),
     ]
 
 
-def _sample(key: str, column: int, title: str, values: dict | None = None) -> Node:
+def _sample(key: str, column: int, title: str, values: dict | None = None, band: int = 0) -> Node:
     return Node(key, P + "Sample", title, column,
                 links={"model": ("model", "model"), "positive": ("text", "positive"),
                        "negative": ("text", "negative"), "clean": ("slm", "clean"), "noise": ("slm", "noise"),
                        "mask": ("warp", "mask")},
-                values=values or {})
+                values=values or {}, band=band)
 
 
 def workflows() -> list[Workflow]:
@@ -592,17 +602,18 @@ def workflows() -> list[Workflow]:
     full = Workflow(
         "inversedvs_full_pipeline",
         [Note("about", FULL_NOTE, 0), *_geometry(0, depth_from_video=False),
-         *_model_and_inversion(4),
-         _sample("sample", 6, "Sample (change k / guidance / seed here)"),
-         Note("sample_note", SAMPLE_NOTE, 6),
-         Node("decode", P + "VAEDecode", "VAE Decode", 7,
-              links={"model": ("model", "model"), "latent": ("sample", "latent")}),
-         Node("result_preview", "PreviewImage", "Preview: result", 7, links={"images": ("decode", "images")}),
-         *_save("result", ("decode", "images"), "InverseDVS/result", 8, "result"),
-         Node("compare", "ImageStitch", "Side by side: input | result", 8,
+         *_model_and_inversion(0, band=1),
+         _sample("sample", 2, "Sample (change k / guidance / seed here)", band=1),
+         Note("sample_note", SAMPLE_NOTE, 2, band=1),
+         Node("decode", P + "VAEDecode", "VAE Decode", 3,
+              links={"model": ("model", "model"), "latent": ("sample", "latent")}, band=1),
+         Node("result_preview", "PreviewImage", "Preview: result", 3, links={"images": ("decode", "images")},
+              band=1),
+         *_save("result", ("decode", "images"), "InverseDVS/result", 4, "result", band=1),
+         Node("compare", "ImageStitch", "Side by side: input | result", 5,
               links={"image1": ("video", "images"), "image2": ("decode", "images")},
-              values={"spacing_width": 8, "spacing_color": "black"}),
-         *_save("compare", ("compare", "IMAGE"), "InverseDVS/compare", 8, "side by side")],
+              values={"spacing_width": 8, "spacing_color": "black"}, band=1),
+         *_save("compare", ("compare", "IMAGE"), "InverseDVS/compare", 5, "side by side", band=1)],
         [Group("1 · Geometry (seconds, no GPU)", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
          Group("2 · Video model: invert once, sample many times",
                ("model", "model_note", "text", "encode", "invert", "slm", "sample", "sample_note", "decode",
@@ -610,26 +621,28 @@ def workflows() -> list[Workflow]:
          Group("3 · Save", ("result_video", "result_save", "compare", "compare_video", "compare_save"),
                GROUP_COLORS["output"])],
     )
-    sweep_items = [Note("about", SWEEP_NOTE, 0), *_geometry(0, depth_from_video=False), *_model_and_inversion(4)]
+    sweep_items = [Note("about", SWEEP_NOTE, 0), *_geometry(0, depth_from_video=False),
+                   *_model_and_inversion(4, band=0)]
     sweep_keys = []
     for i, (k, guidance) in enumerate(SWEEP):
-        key = f"sample_{i}"
+        key, setting = f"sample_{i}", f"k = {k}, guidance = {guidance:g}"
         sweep_items += [
-            _sample(key, 6, f"Sample: k = {k}, guidance = {guidance:g}", {"k": k, "guidance": guidance}),
-            Node(key + "_decode", P + "VAEDecode", f"VAE Decode: k = {k}, guidance = {guidance:g}", 7,
-                 links={"model": ("model", "model"), "latent": (key, "latent")}),
-            *_save(key, (key + "_decode", "images"), f"InverseDVS/sweep_k{k}_g{guidance:g}", 8,
-                   f"k = {k}, guidance = {guidance:g}"),
+            _sample(key, i, f"Sample: {setting}", {"k": k, "guidance": guidance}, band=1),
+            Node(key + "_decode", P + "VAEDecode", f"VAE Decode: {setting}", i,
+                 links={"model": ("model", "model"), "latent": (key, "latent")}, band=1),
+            *_save(key, (key + "_decode", "images"), f"InverseDVS/sweep_k{k}_g{guidance:g}", i, setting, band=1),
         ]
         sweep_keys += [key, key + "_decode", key + "_video", key + "_save"]
+    last = len(SWEEP)
     sweep_items += [
-        Node("stitch_01", "ImageStitch", "Side by side: first | second", 9,
+        Node("stitch_01", "ImageStitch", "Side by side: first | second", last,
              links={"image1": ("sample_0_decode", "images"), "image2": ("sample_1_decode", "images")},
-             values={"spacing_width": 8, "spacing_color": "black"}),
-        Node("stitch_012", "ImageStitch", "Side by side: ... | third", 9,
+             values={"spacing_width": 8, "spacing_color": "black"}, band=1),
+        Node("stitch_012", "ImageStitch", "Side by side: ... | third", last,
              links={"image1": ("stitch_01", "IMAGE"), "image2": ("sample_2_decode", "images")},
-             values={"spacing_width": 8, "spacing_color": "black"}),
-        *_save("sweep", ("stitch_012", "IMAGE"), "InverseDVS/sweep_side_by_side", 9, "all side by side"),
+             values={"spacing_width": 8, "spacing_color": "black"}, band=1),
+        *_save("sweep", ("stitch_012", "IMAGE"), "InverseDVS/sweep_side_by_side", last, "all side by side",
+               band=1),
     ]
     sweep = Workflow(
         "inversedvs_sweep_k_guidance",
@@ -641,6 +654,106 @@ def workflows() -> list[Workflow]:
                                                                "sweep_save"), GROUP_COLORS["sweep"])],
     )
     return [geometry, full, sweep]
+
+
+# ---------------------------------------------------------------------------- thumbnails
+
+THUMB_TILE = (320, 213)  # width, height of one picture in a thumbnail (720x480 scaled)
+THUMB_LABEL_HEIGHT = 26
+THUMB_QUALITY = 88
+
+
+def run_pack_nodes(api: dict) -> dict[str, tuple]:
+    """Run the pack's nodes of an API-format graph in-process (core MaskToImage too); node id → outputs.
+
+    Nodes of other types, and everything downstream of them, are skipped."""
+    pack = load_pack()
+    done: dict[str, tuple | None] = {}
+    pending = dict(api)
+    while pending:
+        for node_id, node in list(pending.items()):
+            sources = [v[0] for v in node["inputs"].values() if isinstance(v, list)]
+            if any(src not in done for src in sources):
+                continue
+            del pending[node_id]
+            if any(done[src] is None for src in sources):
+                done[node_id] = None
+                continue
+            inputs = {k: done[v[0]][v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
+            cls = pack.NODE_CLASS_MAPPINGS.get(node["class_type"])
+            if cls is not None:
+                out = getattr(cls(), cls.FUNCTION)(**inputs)
+                done[node_id] = tuple(out["result"]) if isinstance(out, dict) else tuple(out)
+            elif node["class_type"] == "MaskToImage":
+                mask = inputs["mask"]
+                done[node_id] = (mask[..., None].expand(*mask.shape, 3),)
+            else:
+                done[node_id] = None
+    return done
+
+
+def _tile(image, label: str):
+    """One IMAGE frame [H, W, 3] in 0..1 → a labelled uint8 BGR tile."""
+    import cv2
+    import numpy as np
+
+    pixels = (image.detach().float().clamp(0, 1) * 255).round().byte().cpu().numpy()
+    tile = cv2.resize(cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), THUMB_TILE, interpolation=cv2.INTER_AREA)
+    bar = np.full((THUMB_LABEL_HEIGHT, THUMB_TILE[0], 3), 32, np.uint8)
+    cv2.putText(bar, label, (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (235, 235, 235), 1, cv2.LINE_AA)
+    return np.concatenate([bar, tile], axis=0)
+
+
+def _grid(rows):
+    import numpy as np
+
+    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
+
+
+def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
+    """Draw ``<name>.jpg`` for every workflow from the pack's own output on its sample clip.
+
+    The geometry workflow runs in-process on the sample clip and its exact depth; the pictures are
+    its input frame, camera-path preview, warped frame and hole mask."""
+    import tempfile
+
+    import cv2
+
+    pack = load_pack()
+    from importlib import import_module
+
+    sample = import_module(pack.__name__ + ".warp.sample")
+    specs = node_specs(pack)
+    flows = {flow.name: flow for flow in workflows()}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["INVERSEDVS_INPUT_DIR"] = tmp
+        sample.write_sample_videos(tmp, SAMPLE_VIDEO, SAMPLE_DEPTH_VIDEO)
+        geometry = flows["inversedvs_geometry_preview"]
+        _, api = build(geometry, specs)
+        results = run_pack_nodes(api)
+    ids = {item.key: str(i + 1) for i, item in enumerate(geometry.items)}
+    video = results[ids["video"]][0]
+    warped, mask = results[ids["warp"]][:2]
+    path = results[ids["path"]][1]
+    middle, last = video.shape[0] // 2, video.shape[0] - 1
+    holes = mask[..., None].expand(*mask.shape, 3)
+    pictures = {
+        "inversedvs_geometry_preview": [
+            [_tile(video[last], "input (last frame)"), _tile(path[0], "camera path")],
+            [_tile(warped[last], "warped to the new camera"), _tile(holes[last], "holes (white)")]],
+        "inversedvs_full_pipeline": [
+            [_tile(video[last], "input"), _tile(warped[last], "new camera: warp")],
+            [_tile(holes[last], "holes the model fills"), _tile(path[0], "camera path")]],
+        "inversedvs_sweep_k_guidance": [
+            [_tile(warped[0], "warp, first frame"), _tile(warped[middle], "warp, middle frame")],
+            [_tile(warped[last], "warp, last frame"), _tile(holes[last], "holes: one inversion, 3 samplings")]],
+    }
+    written = []
+    for name, rows in pictures.items():
+        out = os.path.join(folder, name + ".jpg")
+        cv2.imwrite(out, _grid(rows), [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
+        written.append(out)
+    return written
 
 
 def dump(data: dict) -> str:
@@ -681,9 +794,7 @@ def main(argv=None) -> int:
         return 1 if stale else 0
     print(f"{len(files)} files, {len(stale)} rewritten")
     if args.thumbnails:
-        from workflow_thumbnails import make_thumbnails
-
-        for path in make_thumbnails(WORKFLOW_DIR, [f.name for f in workflows()]):
+        for path in make_thumbnails():
             print("thumbnail", os.path.relpath(path, PACK_ROOT))
     return 0
 
