@@ -126,7 +126,8 @@ class KRNRInvert:
         empty = model.empty_text_embeds()
         progress = _host.Progress(len(timesteps))
         try:
-            with _validate.out_of_memory_as_error(node, "inverting the video", LOW_VRAM_OPTION), \
+            with _validate.out_of_memory_as_error(node, "inverting the video", LOW_VRAM_OPTION,
+                                                  **_validate.denoiser_memory(model, samples.shape, 1)), \
                     model.transformer_session(_condition(latent), empty) as predict_v:
                 noise = ddim.invert(schedule, samples.float(), timesteps, steps, predict_v, _step_callback(progress))
         except BaseException:
@@ -283,7 +284,8 @@ class Sample:
 
         progress = _host.Progress(len(timesteps))
         try:
-            with _validate.out_of_memory_as_error(node, "sampling", LOW_VRAM_OPTION), \
+            with _validate.out_of_memory_as_error(node, "sampling", LOW_VRAM_OPTION,
+                                                  **_validate.denoiser_memory(model, x_samples.shape, embeds.shape[0])), \
                     model.transformer_session(_condition(clean), embeds) as predict_v:
 
                 def guided_v(x, t):

@@ -431,8 +431,8 @@ def _(box):
     def session_that_runs_out(condition, embeds):
         def predict_v(x, t):
             raise torch.cuda.OutOfMemoryError(
-                "CUDA out of memory. Tried to allocate 1.50 GiB. GPU 0 has a total capacity of 23.57 GiB of which "
-                "1.12 GiB is free."
+                "CUDA out of memory. Tried to allocate 512.00 KiB. GPU 0 has a total capacity of 23.57 GiB of which "
+                "300.00 KiB is free."
             )
 
         yield predict_v
