@@ -188,6 +188,11 @@ class CogVideoXModel:
             self._empty_embeds = self.encode_text([""])
         return self._empty_embeds
 
+    def remember_empty_text_embeds(self, embeds: torch.Tensor) -> None:
+        """Keep the empty prompt's embedding [1, L, D] computed alongside other prompts."""
+        if self._empty_embeds is None:
+            self._empty_embeds = embeds.float().cpu()
+
     # -------------------------------------------------------------------------------- VAE
     def _vae_options(self, vae, tiled: bool) -> None:
         if tiled:

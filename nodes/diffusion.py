@@ -129,7 +129,8 @@ class KRNRInvert:
             with _validate.out_of_memory_as_error(node, "inverting the video", LOW_VRAM_OPTION,
                                                   **_validate.denoiser_memory(model, samples.shape, 1)), \
                     model.transformer_session(_condition(latent), empty) as predict_v:
-                noise = ddim.invert(schedule, samples.float(), timesteps, steps, predict_v, _step_callback(progress))
+                noise = ddim.invert(schedule, samples.float().to(model.device), timesteps, steps, predict_v,
+                                    _step_callback(progress)).cpu()
         except BaseException:
             model.release()
             raise
@@ -295,7 +296,8 @@ class Sample:
                     scale = ddim.dynamic_guidance(guidance, t, steps) if dynamic_guidance else guidance
                     return ddim.guided_velocity(v[:1], v[1:], unseen, scale, preservation)
 
-                result = ddim.sample(schedule, x_start, timesteps, steps, guided_v, _step_callback(progress))
+                result = ddim.sample(schedule, x_start.to(model.device), timesteps, steps, guided_v,
+                                     _step_callback(progress)).cpu()
         except BaseException:
             model.release()
             raise

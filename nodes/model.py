@@ -173,7 +173,8 @@ class EncodeText:
         node = self.DISPLAY_NAME
         check_model(model, node)
         with _validate.out_of_memory_as_error(node, "encoding the prompt", LOW_VRAM_OPTION):
-            embeds = model.encode_text([prompt, negative_prompt])
+            embeds = model.encode_text([prompt, negative_prompt, ""])
+        model.remember_empty_text_embeds(embeds[2:3])  # K-RNR Invert's empty prompt: no second T5 load
         meta = {"inversedvs_model": model.model_id}
         return ([[embeds[0:1], dict(meta)]], [[embeds[1:2], dict(meta)]])
 

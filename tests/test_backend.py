@@ -67,6 +67,9 @@ def test_text_encoder_is_released_and_prompts_differ(model):
     assert not torch.allclose(embeds[0], embeds[1])
     assert not any("T5" in type(m).__name__ for m in model.__dict__.values())
     assert torch.equal(model.empty_text_embeds(), model.empty_text_embeds())
+    # each prompt is encoded on its own (fixed length, no cross-talk), so the empty prompt's embedding
+    # taken from a batch equals the one encoded alone
+    assert torch.allclose(embeds[1:2], model.encode_text([""]), atol=1e-6)
 
 
 def test_predict_v_builds_the_i2v_input_like_diffusers(model):
