@@ -56,7 +56,9 @@ BEHAVIOUR = """
 On the CPU the same inputs, settings and seed give bit-identical frames, run after run
 (`tests/test_determinism.py` runs the tiny pipeline twice and compares every bit). Random draws
 (the VAE posterior sample, Stochastic Latent Modulation) come from generators seeded by the
-node's `seed`, never from the global random state.
+node's `seed`, never from the global random state. The frames *Save Video* receives are
+identical; the mp4 file's bytes may still differ slightly, because the H.264 encoder (x264) is not
+bit-reproducible from run to run.
 
 On a GPU the result is repeatable to within a few levels of the last bit, not bit for bit:
 
