@@ -1,3 +1,89 @@
-"""Placeholder until this module's nodes land."""
+"""Forward Warp node: frames + depth + camera path → warped frames and the hole mask."""
 
-NODES = ()
+from __future__ import annotations
+
+import torch
+
+from ..errors import InverseDVSError
+from ..warp import depth as dep
+from ..warp.camera import CameraPath
+from ..warp.splat import forward_warp
+from . import _host, _validate
+from .camera import CAMERA_PATH_TYPE
+
+DEPTH_KIND_CHOICES = ("relative (white = near)", "metric")
+DEPTH_KINDS = dict(zip(DEPTH_KIND_CHOICES, (dep.RELATIVE, dep.METRIC)))
+DEVICE_CHOICES = ("auto", "cpu")
+MAX_DILATE = 64
+
+
+class ForwardWarp:
+    """Re-render every frame from its camera on the path by splatting the pixels with their depth."""
+
+    DISPLAY_NAME = "Forward Warp (InverseDVS)"
+    CATEGORY = "InverseDVS/geometry"
+    FUNCTION = "warp"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("warped", "mask")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The video frames [frames, height, width, 3], e.g. from Load Video."}),
+                "depth": ("IMAGE", {"tooltip": "Depth of every frame, same frame count and size as the images: this "
+                                               "pack's Depth Estimate or any depth node's IMAGE (grey, or the channel "
+                                               "mean is used)."}),
+                "camera_path": (CAMERA_PATH_TYPE, {"tooltip": "The new camera path from Camera Trajectory; its frame "
+                                                              "count must match the video's."}),
+                "depth_kind": (list(DEPTH_KIND_CHOICES), {
+                    "default": DEPTH_KIND_CHOICES[0],
+                    "tooltip": "relative: disparity-like maps where white = near (Depth Anything and most depth "
+                               "nodes); normalised over the clip and turned into depth as the reference does. "
+                               "metric: values are distances along the camera axis (any unit)."}),
+                "dilate_holes": ("INT", {
+                    "default": 0, "min": 0, "max": MAX_DILATE,
+                    "tooltip": "Grow the holes by this many pixels (and blank them in the warped video) to drop "
+                               "unreliable pixels at depth edges. 0 = exact holes."}),
+            },
+            "optional": {
+                "device": (list(DEVICE_CHOICES), {
+                    "default": "auto",
+                    "tooltip": "auto: the GPU ComfyUI uses when there is one, else the CPU."}),
+            },
+        }
+
+    def warp(self, images, depth, camera_path, depth_kind, dilate_holes, device="auto"):
+        node = self.DISPLAY_NAME
+        images = _validate.check_image(images, "images", node)
+        if not isinstance(camera_path, CameraPath):
+            raise InverseDVSError(f"{node}: camera_path must come from Camera Trajectory (InverseDVS).")
+        if not isinstance(depth, torch.Tensor) or depth.ndim not in (3, 4) or (depth.ndim == 4 and depth.shape[-1] not in (1, 3)):
+            shape = tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
+            raise InverseDVSError(f"{node}: depth must be an IMAGE [frames, height, width, 3 or 1]; got {shape}.")
+        if depth_kind not in DEPTH_KINDS:
+            raise InverseDVSError(f"{node}: depth_kind '{depth_kind}' is unknown; use one of {', '.join(DEPTH_KIND_CHOICES)}.")
+        if not 0 <= int(dilate_holes) <= MAX_DILATE:
+            raise InverseDVSError(f"{node}: dilate_holes = {dilate_holes}; use 0 to {MAX_DILATE} pixels.")
+        frames, height, width = images.shape[:3]
+        _validate.check_frame_counts(node, images=frames, depth=depth.shape[0], camera_path=camera_path.frames)
+        _validate.check_same_size(node, images=(height, width), depth=tuple(depth.shape[1:3]))
+        kind = DEPTH_KINDS[depth_kind]
+        depth_map = dep.check_depth_map(dep.image_to_map(depth), kind, node)
+        target = _host.torch_device() if device == "auto" else torch.device("cpu")
+        _validate.check_video_memory(frames, height, width, node, copies=8, device=target)
+        with _validate.out_of_memory_as_error(node, "warping", "device = cpu on this node", device=target):
+            z = dep.depth_for_warp(depth_map.to(target), kind)
+            radius = camera_path.orbit_radius(z)
+            if radius.item() <= 0:
+                raise InverseDVSError(
+                    f"{node}: the depth at the centre of anchor frame {camera_path.anchor} is not positive, so the "
+                    "orbit radius is undefined; use a depth map with a valid centre pixel (metric depth > 0)."
+                )
+            warped, mask = forward_warp(images.to(target), z, camera_path.anchor_to_frame(radius),
+                                        camera_path.source_intrinsics(height, width),
+                                        camera_path.target_intrinsics(height, width), int(dilate_holes))
+        return (warped.to(images.device), mask.to(images.device))
+
+
+NODES = (ForwardWarp,)
