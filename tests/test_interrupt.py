@@ -64,3 +64,82 @@ def test_save_video_checks_once_per_frame(tmp_path, monkeypatch):
         SaveVideo().save(torch.rand(7, 16, 16, 3), 8.0, "v")
     assert patch.calls == 7
     assert files_under(tmp_path) == ["v_00001_.mp4"]
+
+
+# ----------------------------------------------------------------------------- the diffusion loops
+
+from _pipeline import STEPS, STRENGTH, comfy_folders, load_tiny_model, source_clip  # noqa: E402
+from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate  # noqa: E402
+from inversedvs.nodes.model import EncodeText, VAEEncode  # noqa: E402
+from test_memory import live_tensors  # noqa: E402
+
+LOOP_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny model and everything Sample needs, computed once."""
+    root = tmp_path_factory.mktemp("comfy")
+    with comfy_folders(str(root)):
+        model = load_tiny_model()
+        frames, mask = source_clip()
+        latent = VAEEncode().encode(model, frames, False)[0]
+        noise = KRNRInvert().invert(model, latent, LOOP_STEPS, STRENGTH, "terminal (reference)")[0]
+        positive, negative = EncodeText().encode(model, "a dog", "blur")
+        clean, modulated, _ = StochasticLatentModulate().modulate(latent, noise, mask, 42)
+    return dict(model=model, mask=mask, latent=latent, noise=noise, positive=positive, negative=negative,
+                clean=clean, modulated=modulated)
+
+
+class CountingSession:
+    """Wraps ``model.transformer_session`` to count transformer passes and sessions left open."""
+
+    def __init__(self, model):
+        self.model, self.inner = model, model.transformer_session
+        self.passes = self.open = 0
+
+    @contextlib.contextmanager
+    def __call__(self, condition, embeds):
+        with self.inner(condition, embeds) as predict_v:
+            self.open += 1
+
+            def counted(x, t):
+                self.passes += 1
+                return predict_v(x, t)
+
+            try:
+                yield counted
+            finally:
+                self.open -= 1
+
+
+def _run_loop(tiny, which):
+    if which == "invert":
+        return KRNRInvert().invert(tiny["model"], tiny["latent"], LOOP_STEPS, STRENGTH, "terminal (reference)")
+    return Sample().sample(tiny["model"], tiny["positive"], tiny["negative"], tiny["clean"], tiny["modulated"],
+                           tiny["mask"], LOOP_STEPS, STRENGTH, 6, "paper", 6.0, 1.0, True, 42)
+
+
+@pytest.mark.parametrize("which", ["invert", "sample"])
+@pytest.mark.parametrize("cancel_at", [1, 3])
+def test_cancel_stops_the_loop_within_one_step_and_frees_it(tiny, monkeypatch, which, cancel_at):
+    model = tiny["model"]
+    session = CountingSession(model)
+    monkeypatch.setattr(model, "transformer_session", session, raising=False)
+    releases = []
+    real_release = model.release
+    monkeypatch.setattr(model, "release", lambda: (releases.append(1), real_release())[1], raising=False)
+    _run_loop(tiny, which)  # warm-up: caches (empty prompt, rotary tables) are not leaks
+    full = session.passes
+    session.passes = 0
+    before = live_tensors()
+    cuda_before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
+    with interrupt_on_call(cancel_at) as patch, pytest.raises(Interrupted):
+        _run_loop(tiny, which)
+    assert patch.calls == cancel_at
+    assert session.passes == cancel_at < full  # one transformer pass per step, none after the cancel
+    assert session.open == 0 and releases, "the model must leave the device after a cancel"
+    assert live_tensors() == before, "tensors of the cancelled run are still alive"
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        assert torch.cuda.memory_allocated() <= cuda_before

@@ -88,3 +88,55 @@ def test_denoiser_estimate_matches_the_measured_full_size_pass():
         with _validate.out_of_memory_as_error("Sample", "sampling", "memory = sequential_offload", device="cpu",
                                               **batch2):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
+
+
+# ----------------------------------------------------------------------------- repeated runs
+
+REPEATS = 5
+WARM_UP = 2
+# RSS may move by allocator noise; a leak of the tiny pipeline's outputs (~0.5 MiB a run) or of a
+# model copy (~2 MiB) over three runs would still show against the live-tensor count below.
+RSS_TOLERANCE_BYTES = 24 * 1024**2
+
+
+def live_tensors() -> tuple[int, int]:
+    """(count, bytes) of the torch tensors alive now, after a full garbage collection."""
+    gc.collect()
+    count = total = 0
+    for obj in gc.get_objects():
+        kind = type(obj)  # type(), not isinstance(): no lazy module attribute is touched
+        if issubclass(kind, torch.Tensor) and not issubclass(kind, torch.nn.Parameter):
+            count += 1
+            total += obj.numel() * obj.element_size()
+    return count, total
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    gc.collect()
+    return psutil.Process().memory_info().rss
+
+
+def test_repeated_runs_do_not_grow_memory(tmp_path):
+    from _pipeline import comfy_folders, load_tiny_model, run_pipeline
+
+    rows = []
+    with comfy_folders(str(tmp_path)):
+        model = load_tiny_model()
+        for i in range(REPEATS):
+            out = run_pipeline(model, seed=42, prefix="repeat/run")
+            del out
+            rows.append((rss_bytes(), *live_tensors()))
+            if torch.cuda.is_available():
+                rows[-1] += (torch.cuda.memory_allocated(),)
+    print("\nrun  RSS MiB  live tensors  tensor KiB")
+    for i, row in enumerate(rows):
+        print(f"{i + 1:>3} {row[0] / 2**20:>8.1f} {row[1]:>13} {row[2] / 1024:>11.1f}")
+    warm = rows[WARM_UP - 1]
+    for row in rows[WARM_UP:]:
+        assert row[1] <= warm[1] and row[2] <= warm[2], "tensors accumulate between runs"
+        assert row[0] - warm[0] < RSS_TOLERANCE_BYTES
+        if torch.cuda.is_available():
+            assert row[3] <= warm[3]
+    assert len(list((tmp_path / "output" / "repeat").iterdir())) == REPEATS

@@ -220,3 +220,13 @@ def test_safetensors_check_reads_only_the_header(tmp_path):
         with pytest.raises(InverseDVSError, match="safetensors"):
             _validate.check_safetensors_file(str(tmp_path / name), "LoRA", "Load Model")
     assert not marker.exists()
+
+
+def test_the_whole_tiny_pipeline_runs_offline(tmp_path):
+    """Load the model, encode text and video, invert, modulate, sample, decode, save: no socket opened."""
+    from _pipeline import comfy_folders, load_tiny_model, run_pipeline
+
+    with comfy_folders(str(tmp_path)), network_blocked():
+        model = load_tiny_model()
+        out = run_pipeline(model, prefix="offline/run")
+    assert (tmp_path / "output" / out["saved"]).is_file()
