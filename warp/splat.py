@@ -28,6 +28,10 @@ MIN_COVERAGE = 0.1
 # Landing positions are clamped to [-1, W] x [-1, H]; the scatter grid has one border column/row
 # on the left/top and two on the right/bottom so every bilinear corner has a slot. Borders are cut.
 PAD_BEFORE, PAD_AFTER = 1, 2
+# Landing positions are snapped to 1/SNAP pixel, so a point that lands on a pixel centre up to
+# float32 round-off (e.g. every point of an identity move) gives that pixel all its weight and its
+# neighbours exactly none (a tiny bilinear share times a large near-surface weight would show).
+SNAP = 1024.0
 
 
 def separable_rays(height: int, width: int, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +60,8 @@ def reproject(depth: torch.Tensor, K_source: torch.Tensor, transforms: torch.Ten
     (u·z, v·z, z) = P·(X, 1). Returns u (column), v (row), z, each [F, H, W].
     """
     f, h, w = depth.shape
-    x_hat, y_hat = separable_rays(h, w, K_source)
-    P = projection_matrices(transforms, K_target).view(f, 3, 4, 1, 1)
+    x_hat, y_hat = separable_rays(h, w, K_source.to(depth))
+    P = projection_matrices(transforms.to(depth), K_target.to(depth)).view(f, 3, 4, 1, 1)
 
     def row(i):  # d · (P[i,0] x̂ + P[i,1] ŷ + P[i,2]) + P[i,3]
         return torch.addcmul(P[:, i, 3], depth, P[:, i, 0] * x_hat + (P[:, i, 1] * y_hat + P[:, i, 2]))
@@ -87,8 +91,8 @@ def splat_bilinear(values: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
     f, h, w, c = values.shape
     finite = torch.isfinite(u) & torch.isfinite(v)
     weights = weights * finite
-    u = torch.nan_to_num(u, nan=-1.0).clamp_(-1.0, float(w))
-    v = torch.nan_to_num(v, nan=-1.0).clamp_(-1.0, float(h))
+    u = torch.nan_to_num(u, nan=-1.0).clamp_(-1.0, float(w)).mul_(SNAP).round_().div_(SNAP)
+    v = torch.nan_to_num(v, nan=-1.0).clamp_(-1.0, float(h)).mul_(SNAP).round_().div_(SNAP)
     u0, v0 = torch.floor(u), torch.floor(v)
     fu, fv = u.sub_(u0), v.sub_(v0)  # fractional parts (u, v are not needed after this)
     ph, pw = h + PAD_BEFORE + PAD_AFTER, w + PAD_BEFORE + PAD_AFTER

@@ -1,0 +1,176 @@
+"""Forward warping against geometry with known answers: an analytic scene rendered from two cameras."""
+
+import math
+
+import pytest
+import torch
+
+from inversedvs.warp import camera as cam
+from inversedvs.warp import splat, synthetic
+from inversedvs.warp.sample import SAMPLE_SCENE, clip_times, sample_clip
+from inversedvs.warp.trajectory import Keyframes, camera_path, preset_keyframes
+
+HEIGHT, WIDTH = 256, 448
+FRAMES = 3
+MIN_PSNR_DB = 30.0
+MIN_VISIBLE_IOU = 0.97
+MIN_HOLE_RECALL = 0.95
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return sample_clip(FRAMES, HEIGHT, WIDTH)
+
+
+def _warp_and_truth(clip, keys):
+    """Warp the sample clip along ``keys``; render the truth from the same cameras; visibility from the source."""
+    images, depth = clip
+    path = camera_path(keys, FRAMES)
+    radius = float(path.orbit_radius(depth.double()))
+    K_src, K_tgt = path.source_intrinsics(HEIGHT, WIDTH), path.target_intrinsics(HEIGHT, WIDTH)
+    warped, mask = splat.forward_warp(images, depth, path.anchor_to_frame(radius), K_src, K_tgt)
+    target_poses = cam.scale_translation(path.world_to_camera, radius)  # world = the camera at rest
+    times = clip_times(FRAMES)
+    truth = synthetic.render(SAMPLE_SCENE, target_poses, K_tgt, HEIGHT, WIDTH, times)
+    source_poses = torch.eye(4, dtype=torch.float64).expand(FRAMES, 4, 4)
+    visible = synthetic.visible_from(SAMPLE_SCENE, truth["points"], source_poses, K_src, HEIGHT, WIDTH, times)
+    return warped, mask, truth["image"].float(), visible
+
+
+def _scores(warped, mask, truth, visible):
+    seen = mask < 0.5
+    both = visible & seen
+    mse = ((warped - truth) ** 2).mean(-1)[both].mean()
+    psnr = 10 * math.log10(1.0 / float(mse))
+    iou = float((visible & seen).sum() / (visible | seen).sum())
+    holes = ~visible
+    recall = float((holes & ~seen).sum() / holes.sum())
+    return psnr, iou, recall, float(holes.float().mean())
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("orbit right 20°", Keyframes(phi=(0.0, 20.0))),
+    ("arc up 10°", Keyframes(theta=(0.0, 10.0))),
+    ("truck left", preset_keyframes("truck left")),
+    ("orbit left + arc down", Keyframes(theta=(0.0, -8.0), phi=(0.0, -15.0))),
+])
+def test_warp_matches_render_from_target_camera(clip, name, keys):
+    psnr, iou, recall, hole_share = _scores(*_warp_and_truth(clip, keys))
+    print(f"\n{name}: PSNR {psnr:.2f} dB on co-visible pixels, visible IoU {iou:.4f}, "
+          f"hole recall {recall:.4f}, true holes {hole_share:.1%} ({HEIGHT}x{WIDTH})")
+    assert hole_share > 0.01  # the move really disoccludes something
+    assert psnr >= MIN_PSNR_DB
+    assert iou >= MIN_VISIBLE_IOU
+    assert recall >= MIN_HOLE_RECALL
+
+
+def test_identity_path_returns_input_and_no_holes(clip):
+    images, depth = clip
+    path = camera_path(Keyframes(), FRAMES)
+    warped, mask = splat.forward_warp(images, depth, path.anchor_to_frame(path.orbit_radius(depth)),
+                                      path.source_intrinsics(HEIGHT, WIDTH), path.target_intrinsics(HEIGHT, WIDTH))
+    assert float(mask.abs().max()) == 0.0
+    assert float((warped - images).abs().max()) < 1e-5
+
+
+def _landing(u0, v0, depth_value, transform, K):
+    depth = torch.full((1, HEIGHT, WIDTH), depth_value)
+    u, v, _ = splat.reproject(depth, K[0], transform, K)
+    return float(u[0, v0, u0]), float(v[0, v0, u0])
+
+
+def test_camera_moving_right_moves_the_scene_left():
+    path = camera_path(preset_keyframes("truck right"), 2)
+    K = path.target_intrinsics(HEIGHT, WIDTH)
+    u, v = _landing(WIDTH // 2, HEIGHT // 2, 3.0, path.anchor_to_frame(torch.tensor(2.0))[1:], K[1:])
+    assert u < WIDTH // 2 - 10 and abs(v - HEIGHT // 2) < 1e-3
+
+
+def test_camera_moving_up_moves_the_scene_down():
+    path = camera_path(preset_keyframes("pedestal up"), 2)
+    K = path.target_intrinsics(HEIGHT, WIDTH)
+    u, v = _landing(WIDTH // 2, HEIGHT // 2, 3.0, path.anchor_to_frame(torch.tensor(2.0))[1:], K[1:])
+    assert v > HEIGHT // 2 + 10 and abs(u - WIDTH // 2) < 1e-3
+
+
+@pytest.mark.parametrize("keys", [Keyframes(phi=(0.0, 35.0)), Keyframes(theta=(0.0, -20.0)),
+                                  Keyframes(theta=(0.0, 12.0), phi=(0.0, -25.0))])
+def test_orbit_keeps_the_pivot_at_the_image_centre(keys):
+    """The pixel at the exact image centre, at depth = radius, stays at the centre; others move."""
+    path = camera_path(keys, 2)
+    radius = 2.5
+    depth = torch.full((1, 2 * 32 + 1, 2 * 48 + 1), radius)  # odd size: a pixel sits at the exact centre
+    h, w = depth.shape[1:]
+    K = cam.intrinsics(h, w, path.fov_x_deg)
+    u, v, z = splat.reproject(depth, K[0], path.anchor_to_frame(torch.tensor(radius))[1:], K)
+    assert abs(float(u[0, 32, 48]) - 48) < 1e-3 and abs(float(v[0, 32, 48]) - 32) < 1e-3
+    assert abs(float(z[0, 32, 48]) - radius) < 1e-4
+    assert float((u[0, 32, 0] - 0).abs() + (v[0, 0, 48] - 0).abs()) > 1.0  # off-centre pixels do move
+
+
+def test_near_surface_wins_where_two_land_on_one_pixel():
+    """Two source pixels landing on the same target pixel: the nearer one's colour is kept."""
+    images = torch.zeros(1, 1, 2, 3)
+    images[0, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # near, red
+    images[0, 0, 1] = torch.tensor([0.0, 0.0, 1.0])  # far, blue
+    u = torch.tensor([[[3.0, 3.0]]])
+    v = torch.tensor([[[0.0, 0.0]]])
+    z = torch.tensor([[[1.0, 4.0]]])
+    weights = splat.depth_weights(z, torch.ones_like(z, dtype=torch.bool))
+    accum, weight_sum, _ = splat.splat_bilinear(torch.cat([images, torch.zeros(1, 1, 3, 3)], 2),
+                                                torch.cat([u, torch.full((1, 1, 3), -5.0)], 2),
+                                                torch.cat([v, torch.zeros(1, 1, 3)], 2),
+                                                torch.cat([weights, torch.zeros(1, 1, 3)], 2))
+    color = accum[0, 0, 3] / weight_sum[0, 0, 3]
+    assert float(color[0]) > 0.999 and float(color[2]) < 1e-3
+
+
+def test_reproject_equals_explicit_unproject_transform_project():
+    torch.manual_seed(0)
+    f, h, w = 2, 12, 20
+    depth = torch.rand(f, h, w) * 3 + 1
+    path = camera_path(Keyframes(theta=(0.0, 9.0), phi=(0.0, -14.0), forward=(0.0, 0.1), zoom=(1.0, 1.3)), f)
+    T = path.anchor_to_frame(1.7)
+    K_s, K_t = path.source_intrinsics(h, w), path.target_intrinsics(h, w)
+    u, v, z = splat.reproject(depth.double(), K_s, T, K_t)
+    vv, uu = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    pix = torch.stack([uu, vv, torch.ones_like(uu)], -1)  # [h, w, 3]
+    for i in range(f):
+        X = (pix @ torch.linalg.inv(K_s).T) * depth[i].double().unsqueeze(-1)
+        Y = X @ T[i, :3, :3].T + T[i, :3, 3]
+        P = Y @ K_t[i].T
+        assert torch.allclose(z[i], Y[..., 2], atol=1e-9)
+        assert torch.allclose(u[i], P[..., 0] / P[..., 2], atol=1e-7)
+        assert torch.allclose(v[i], P[..., 1] / P[..., 2], atol=1e-7)
+
+
+def test_batched_warp_equals_frame_by_frame(clip):
+    images, depth = clip
+    path = camera_path(preset_keyframes("orbit left"), FRAMES)
+    T = path.anchor_to_frame(path.orbit_radius(depth))
+    K_s, K_t = path.source_intrinsics(HEIGHT, WIDTH), path.target_intrinsics(HEIGHT, WIDTH)
+    warped, mask = splat.forward_warp(images, depth, T, K_s, K_t)
+    for i in range(FRAMES):
+        w_i, m_i = splat.forward_warp(images[i:i + 1], depth[i:i + 1], T[i:i + 1], K_s, K_t[i:i + 1])
+        assert torch.allclose(w_i[0], warped[i], atol=1e-5) and torch.equal(m_i[0], mask[i])
+
+
+def test_dilation_grows_holes_and_blanks_them(clip):
+    images, depth = clip
+    path = camera_path(preset_keyframes("orbit right"), FRAMES)
+    args = (images, depth, path.anchor_to_frame(path.orbit_radius(depth)), path.source_intrinsics(HEIGHT, WIDTH),
+            path.target_intrinsics(HEIGHT, WIDTH))
+    warped, mask = splat.forward_warp(*args)
+    warped3, mask3 = splat.forward_warp(*args, dilate=3)
+    assert bool((mask3 >= mask).all()) and float(mask3.sum()) > float(mask.sum())
+    assert float(warped3[mask3 > 0].abs().max()) == 0.0
+    assert float(warped[mask > 0].abs().max()) == 0.0  # holes are black, never smeared
+
+
+def test_pixels_without_depth_are_skipped():
+    images = torch.rand(1, 8, 8, 3)
+    depth = torch.full((1, 8, 8), 2.0)
+    depth[0, :, :4] = 0.0
+    K = cam.intrinsics(8, 8, 60.0)
+    warped, mask = splat.forward_warp(images, depth, torch.eye(4).unsqueeze(0), K[0], K)
+    assert float(mask[0, :, :4].min()) == 1.0 and float(mask[0, :, 5:].max()) == 0.0
