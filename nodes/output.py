@@ -66,7 +66,8 @@ def write_mp4(path: str, images: torch.Tensor, fps: float, crf: int = DEFAULT_CR
 
     height = images.shape[1] + images.shape[1] % 2
     width = images.shape[2] + images.shape[2] % 2
-    with av.open(path, mode="w", format="mp4") as container:
+    # faststart: the index goes before the frames, so browsers (ComfyUI's preview) can start playing at once
+    with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value
         stream = _open_stream(container, fps, width, height, crf)

@@ -77,6 +77,13 @@ in fp32.
 """
 
 
+# Nodes in the order a graph runs them; nodes not listed follow in the order their cases appear.
+NODE_ORDER = (
+    "Load Video", "Depth Estimate", "Camera Trajectory", "Forward Warp", "Load Video Model", "Encode Text",
+    "VAE Encode Video", "K-RNR Invert", "Stochastic Latent Modulation", "Sample", "VAE Decode Video", "Save Video",
+)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -85,7 +92,7 @@ def render(cases, messages: dict[str, str]) -> str:
     """The catalogue's markdown: one table row per case, grouped by node in pipeline order."""
     lines = [HEADER]
     lines.append(f"{len(cases)} bad inputs across {len({c.node for c in cases})} nodes.\n")
-    nodes = []
+    nodes = [n for n in NODE_ORDER if any(c.node == n for c in cases)]
     for c in cases:
         if c.node not in nodes:
             nodes.append(c.node)

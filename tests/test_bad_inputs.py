@@ -23,9 +23,13 @@ import torch
 
 from inversedvs.errors import InverseDVSError
 from inversedvs.nodes import _validate
+from inversedvs.nodes.camera import CameraTrajectory
+from inversedvs.nodes.depth import DepthEstimate
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
 from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
+from inversedvs.nodes.video import LoadVideo
+from inversedvs.nodes.warp import ForwardWarp
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PACK_ROOT = os.path.dirname(TESTS_DIR)
@@ -34,6 +38,9 @@ DOC_PATH = os.path.join(PACK_ROOT, "docs", "errors.md")
 MAX_MESSAGE_CHARS = 600
 # Free memory the sandbox reports, so memory messages read the same on every machine.
 SANDBOX_FREE_BYTES = 16 * 1024**3
+# The tiny model's video: 9 frames (4k+1) of 64x96 → latents [1, 4, 3, 8, 12].
+TINY_FRAMES, TINY_H, TINY_W = 9, 64, 96
+DEFAULT_FOV = 90.0
 
 
 # ----------------------------------------------------------------------------- registry
@@ -186,11 +193,203 @@ def _(box):
     SaveVideo().save(frames(), 0.0, "InverseDVS/video")
 
 
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def input_clip(box, name: str = "clip.mp4", n: int = 9) -> str:
+    """A real n-frame 96x64 H.264 clip written into ComfyUI/input; returns its name."""
+    from inversedvs.nodes.output import write_mp4
+
+    path = box.path("input", name)
+    write_mp4(path, frames(n, 64, 96), 8.0)
+    return name
+
+
+def load(video, **changes):
+    args = dict(frame_load_cap=49, skip_first_frames=0, select_every_nth=1, width=96, height=64,
+                resize="crop to fill", trim_to_4k_plus_1=True)
+    args.update(changes)
+    return LoadVideo().load(video, **args)
+
+
+def camera_path(n: int = TINY_FRAMES, preset: str = "orbit right"):
+    return CameraTrajectory().build(preset, "", n, 1.0, 0, DEFAULT_FOV, 1.0)[0]
+
+
+def keyframes(text: str):
+    CameraTrajectory().build("custom keyframes", text, TINY_FRAMES, 1.0, 0, DEFAULT_FOV, 1.0)
+
+
+def ramp_depth(n: int = TINY_FRAMES, height: int = TINY_H, width: int = TINY_W) -> torch.Tensor:
+    """A disparity IMAGE [n, height, width, 3]: a left-to-right ramp (white = near)."""
+    ramp = torch.linspace(0.1, 1.0, width).expand(n, height, width)
+    return ramp[..., None].expand(n, height, width, 3).contiguous()
+
+
+def warp(images=None, depth=None, path=None):
+    images = frames(TINY_FRAMES, TINY_H, TINY_W) if images is None else images
+    depth = ramp_depth() if depth is None else depth
+    path = camera_path() if path is None else path
+    return ForwardWarp().warp(images, depth, path, "relative (white = near)", 0)
+
+
+@case("Load Video", "a file name that is not in the input folder", "was not found in ComfyUI's input folder")
+def _(box):
+    load("holiday.mp4")
+
+
+@case("Load Video", "a file name climbing out of the input folder with '..'", "contains '..'")
+def _(box):
+    load("../../secrets/clip.mp4")
+
+
+@case("Load Video", "an absolute path typed as the file name", "absolute path")
+def _(box):
+    load("/etc/passwd")
+
+
+@case("Load Video", "a zero-length video file", "could not be opened as a video")
+def _(box):
+    box.write("input/empty.mp4", b"")
+    load("empty.mp4")
+
+
+@case("Load Video", "a corrupt video (random bytes)", "could not be opened as a video")
+def _(box):
+    box.write("input/noise.mp4", bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(1),
+                                                     dtype=torch.uint8).tolist()))
+    load("noise.mp4")
+
+
+@case("Load Video", "a truncated video (download cut off halfway)", "truncated")
+def _(box):
+    with open(box.path("input", input_clip(box, "whole.mp4", 25)), "rb") as f:
+        data = f.read()
+    box.write("input/half.mp4", data[: len(data) // 2])
+    load("half.mp4")
+
+
+@case("Load Video", "skip_first_frames beyond the end of the clip", "no frames left")
+def _(box):
+    load(input_clip(box), skip_first_frames=500)
+
+
+@case("Load Video", "a huge resolution (25 frames at 8192x8192, refused before allocating)", "needs about")
+def _(box):
+    load(input_clip(box, n=25), width=8192, height=8192)
+
+
+@case("Depth Estimate", "a depth model folder that does not exist", "was not found")
+def _(box):
+    DepthEstimate().estimate(frames(), "Depth-Anything-V2-Large-hf", "running", 518, 8)
+
+
+@case("Depth Estimate", "a depth model folder with pickle weights only (pytorch_model.bin)", "lacks model.safetensors")
+def _(box):
+    folder = box.path("models", "inversedvs_depth", "depth-bin")
+    os.makedirs(folder)
+    box.write("models/inversedvs_depth/depth-bin/config.json", b"{}")
+    torch.save({"w": torch.zeros(1)}, os.path.join(folder, "pytorch_model.bin"))
+    DepthEstimate().estimate(frames(), "depth-bin", "running", 518, 8)
+
+
+@case("Depth Estimate", "depth weights that are a renamed pickle", "not in safetensors format")
+def _(box):
+    folder = box.path("models", "inversedvs_depth", "depth-renamed")
+    os.makedirs(folder)
+    box.write("models/inversedvs_depth/depth-renamed/config.json", b"{}")
+    torch.save({"w": torch.zeros(1)}, os.path.join(folder, "model.safetensors"))
+    DepthEstimate().estimate(frames(), "depth-renamed", "running", 518, 8)
+
+
+@case("Camera Trajectory", "empty keyframe text", "the keyframe text is empty")
+def _(box):
+    keyframes("  \n ")
+
+
+@case("Camera Trajectory", "keyframe text with a missing line (no radius line)", "missing: radius")
+def _(box):
+    keyframes("0 5 10\n0 -10 -20")
+
+
+@case("Camera Trajectory", "a keyframe word that is not a number", "'ten'")
+def _(box):
+    keyframes("0 5 ten\n0 -10 -20\n0 0 0")
+
+
+@case("Camera Trajectory", "a keyframe line with a single value", "at least 2 are needed")
+def _(box):
+    keyframes("0 5 10\n30\n0 0")
+
+
+@case("Camera Trajectory", "a 4th line of keyframes", "4th line")
+def _(box):
+    keyframes("0 5\n0 10\n0 0\n0 1")
+
+
+@case("Camera Trajectory", "a field of view of 179 degrees", "fov_x_deg = 179 is out of range")
+def _(box):
+    CameraTrajectory().build("orbit right", "", TINY_FRAMES, 1.0, 0, 179.0, 1.0)
+
+
+@case("Camera Trajectory", "a radius scale of 0", "radius_scale = 0 is out of range")
+def _(box):
+    CameraTrajectory().build("orbit right", "", TINY_FRAMES, 0.0, 0, DEFAULT_FOV, 1.0)
+
+
+@case("Camera Trajectory", "an anchor frame after the last frame", "anchor")
+def _(box):
+    CameraTrajectory().build("orbit right", "", TINY_FRAMES, 1.0, TINY_FRAMES, DEFAULT_FOV, 1.0)
+
+
+@case("Forward Warp", "depth with fewer frames than the video", "frame counts disagree")
+def _(box):
+    warp(depth=ramp_depth(5))
+
+
+@case("Forward Warp", "a camera path with another frame count (49 for 9)", "frame counts disagree")
+def _(box):
+    warp(path=camera_path(49))
+
+
+@case("Forward Warp", "depth of another size than the frames", "frame sizes disagree")
+def _(box):
+    warp(depth=ramp_depth(TINY_FRAMES, 32, 48))
+
+
+@case("Forward Warp", "depth containing NaN", "NaN")
+def _(box):
+    depth = ramp_depth()
+    depth[3, 10, 10] = float("nan")
+    warp(depth=depth)
+
+
+@case("Forward Warp", "depth containing infinity", "infinite")
+def _(box):
+    depth = ramp_depth()
+    depth[0, 0, 0] = float("inf")
+    warp(depth=depth)
+
+
+@case("Forward Warp", "depth that is zero everywhere", "zero (or negative) everywhere")
+def _(box):
+    warp(depth=torch.zeros(TINY_FRAMES, TINY_H, TINY_W, 3))
+
+
+@case("Forward Warp", "a constant depth map", "is constant")
+def _(box):
+    warp(depth=torch.full((TINY_FRAMES, TINY_H, TINY_W, 3), 0.5))
+
+
+@case("Forward Warp", "something other than a camera path connected", "must come from Camera Trajectory")
+def _(box):
+    warp(path={"frames": TINY_FRAMES})
+
+
 # ----------------------------------------------------------------------------- the video model
 
 _TINY = {}
-# The tiny model's video: 9 frames (4k+1) of 64x96 → latents [1, 4, 3, 8, 12].
-TINY_FRAMES, TINY_H, TINY_W = 9, 64, 96
 
 
 def tiny_folder() -> str:

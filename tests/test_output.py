@@ -99,3 +99,9 @@ def test_claim_skips_a_name_taken_meanwhile(out_dir):
     assert os.path.basename(final) == "race_00002_.mp4"
     assert taken.read_bytes() == b"other"
     assert not temporary.exists()
+
+
+def test_index_comes_first_so_previews_stream(out_dir):
+    result = SaveVideo().save(smooth_frames(n=3), 8.0, "stream")
+    data = (out_dir / result["result"][0]).read_bytes()
+    assert 0 < data.index(b"moov") < data.index(b"mdat")
