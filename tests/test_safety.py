@@ -160,8 +160,12 @@ class NetworkUsed(AssertionError):
 
 @contextlib.contextmanager
 def network_blocked():
-    """Every socket connection (and DNS lookup) raises NetworkUsed while the block runs."""
+    """Every socket connection (and DNS lookup) raises NetworkUsed while the block runs; yields the list
+    of attempts, so an attempt a library caught and ignored is still seen."""
+    attempts = []
+
     def refuse(*args, **kwargs):
+        attempts.append(repr(args[:2]))
         raise NetworkUsed(f"network access attempted: {args[:2]}")
 
     saved = socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo
@@ -170,21 +174,22 @@ def network_blocked():
     socket.create_connection = refuse
     socket.getaddrinfo = refuse
     try:
-        yield
+        yield attempts
     finally:
         socket.socket.connect, socket.socket.connect_ex, socket.create_connection, socket.getaddrinfo = saved
 
 
 def test_network_block_works():
-    with network_blocked(), pytest.raises(NetworkUsed):
+    with network_blocked() as attempts, pytest.raises(NetworkUsed):
         socket.create_connection(("127.0.0.1", 9))
+    assert len(attempts) == 1
 
 
 def test_save_video_runs_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("INVERSEDVS_OUTPUT_DIR", str(tmp_path))
-    with network_blocked():
+    with network_blocked() as attempts:
         SaveVideo().save(torch.rand(3, 16, 16, 3), 8.0, "offline")
-    assert os.listdir(tmp_path) == ["offline_00001_.mp4"]
+    assert os.listdir(tmp_path) == ["offline_00001_.mp4"] and attempts == []
 
 
 # ----------------------------------------------------------------------------- weights
@@ -226,7 +231,8 @@ def test_the_whole_tiny_pipeline_runs_offline(tmp_path):
     """Load the model, encode text and video, invert, modulate, sample, decode, save: no socket opened."""
     from _pipeline import comfy_folders, load_tiny_model, run_pipeline
 
-    with comfy_folders(str(tmp_path)), network_blocked():
+    with comfy_folders(str(tmp_path)), network_blocked() as attempts:
         model = load_tiny_model()
         out = run_pipeline(model, prefix="offline/run")
     assert (tmp_path / "output" / out["saved"]).is_file()
+    assert attempts == []
