@@ -88,8 +88,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render(cases, messages: dict[str, str]) -> str:
-    """The catalogue's markdown: one table row per case, grouped by node in pipeline order."""
+def render(cases, messages: dict[str, str], accepted=()) -> str:
+    """The catalogue's markdown: one table row per case, grouped by node in pipeline order, then the
+    unusual inputs accepted on purpose (``accepted``: cases whose ``expect`` is the behaviour)."""
     lines = [HEADER]
     lines.append(f"{len(cases)} bad inputs across {len({c.node for c in cases})} nodes.\n")
     nodes = [n for n in NODE_ORDER if any(c.node == n for c in cases)]
@@ -108,6 +109,13 @@ def render(cases, messages: dict[str, str]) -> str:
             lines.append(
                 f"| {number} | {_cell(c.bad_input)} | {_cell(messages[c.id])} | `test_bad_input_gives_clear_error[{c.id}]` |"
             )
+    if accepted:
+        lines.append("\n## Accepted on purpose\n")
+        lines.append("| Node | Input | Behaviour | Test |")
+        lines.append("| --- | --- | --- | --- |")
+        for c in accepted:
+            lines.append(f"| {c.node} | {_cell(c.bad_input)} | {_cell(c.expect)} | "
+                         f"`test_unusual_input_is_accepted_as_documented[{c.id}]` |")
     lines.append(BEHAVIOUR)
     return "\n".join(lines)
 
@@ -129,7 +137,7 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when docs/errors.md is stale")
     args = parser.parse_args()
     module = _load_cases()
-    text = render(module.CASES, {c.id: module.provoke(c) for c in module.CASES})
+    text = render(module.CASES, {c.id: module.provoke(c) for c in module.CASES}, module.ACCEPTED)
     if args.check:
         with open(DOC, encoding="utf-8") as f:
             stale = f.read() != text

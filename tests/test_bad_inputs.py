@@ -59,6 +59,8 @@ class Case:
 
 
 CASES: list[Case] = []
+# Unusual inputs that are accepted on purpose: (node, input, behaviour, check(sandbox)).
+ACCEPTED: list[Case] = []
 
 
 def case(node: str, bad_input: str, expect: str):
@@ -67,6 +69,16 @@ def case(node: str, bad_input: str, expect: str):
     def register(run):
         CASES.append(Case(node, bad_input, expect, run))
         return run
+
+    return register
+
+
+def accepted(node: str, unusual_input: str, behaviour: str):
+    """Register the decorated ``check(sandbox)``: the node accepts the input and ``behaviour`` holds."""
+
+    def register(check):
+        ACCEPTED.append(Case(node, unusual_input, behaviour, check))
+        return check
 
     return register
 
@@ -663,6 +675,24 @@ def _(box):
     Sample().sample(**sample_args(clean=bare, mode="reference"))
 
 
+@accepted("Stochastic Latent Modulation", "a mask that is all visible (nothing to synthesise)",
+          "Accepted (the 'still (identity)' camera preset gives it): every fully visible latent cell is returned "
+          "unchanged, and Sample then re-renders the input.")
+def _(box):
+    from inversedvs.slm.masks import latent_visibility
+
+    visible = torch.zeros(TINY_FRAMES, TINY_H, TINY_W)
+    latent, noise = tiny_latent(), tiny_noise()
+    clean, modulated, _ = StochasticLatentModulate().modulate(latent, noise, visible, 42,
+                                                              clean_from="posterior mean")
+    seen = (latent_visibility(visible) == 1.0).expand_as(latent["samples"])
+    assert seen.float().mean() > 0.5
+    assert torch.equal(clean["samples"][seen], latent["mean"][seen])
+    assert torch.equal(modulated["samples"][seen], noise["samples"][seen])
+    result = Sample().sample(**sample_args(mask=visible, clean=clean, noise=modulated))[0]
+    assert result["samples"].shape == latent["samples"].shape and torch.isfinite(result["samples"]).all()
+
+
 # ----------------------------------------------------------------------------- tests
 
 _MESSAGES: dict[str, str] = {}
@@ -688,6 +718,12 @@ def test_bad_input_gives_clear_error(c):
     assert message.rstrip().endswith((".", ")", "'")), message
 
 
+@pytest.mark.parametrize("c", ACCEPTED, ids=[c.id for c in ACCEPTED])
+def test_unusual_input_is_accepted_as_documented(c):
+    with Sandbox() as box:
+        c.run(box)
+
+
 def _generator():
     path = os.path.join(PACK_ROOT, "scripts", "make_error_catalogue.py")
     spec = importlib.util.spec_from_file_location("make_error_catalogue", path)
@@ -699,7 +735,7 @@ def _generator():
 
 def test_catalogue_doc_matches_the_code():
     """docs/errors.md holds exactly the messages the nodes give now (regenerate with the script)."""
-    expected = _generator().render(CASES, {c.id: message_of(c) for c in CASES})
+    expected = _generator().render(CASES, {c.id: message_of(c) for c in CASES}, ACCEPTED)
     with open(DOC_PATH, encoding="utf-8") as f:
         committed = f.read()
     assert committed == expected, "docs/errors.md is stale: run `python scripts/make_error_catalogue.py`"
