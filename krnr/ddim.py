@@ -96,12 +96,14 @@ def inversion_timesteps(schedule: NoiseSchedule, steps: int, strength: float, to
 
 
 def dynamic_guidance(scale: float, t: int, steps: int) -> float:
-    """CogVideoX's dynamic guidance weight, exactly as its diffusers pipeline computes it.
+    """The guidance weight the reference applies in unseen cells when dynamic guidance is on.
 
-    w = 1 + scale·(1 − cos(π·((steps − t)/steps)^5))/2, with ``t`` the timestep value (0…999),
-    the formula the reference results were produced with.
+    It mirrors CogVideoX's cosine schedule c_t = 1 + scale·(1 − cos(π·((steps − t)/steps)^5))/2
+    around the scale: w_t = scale + 2 − c_t, so w_t stays in [1, scale + 1]. ``t`` is the timestep
+    value (0…999), as in the reference and in CogVideoX's diffusers pipeline.
     """
-    return 1.0 + scale * (1.0 - math.cos(math.pi * ((steps - t) / steps) ** 5.0)) / 2.0
+    cosine = 1.0 + scale * (1.0 - math.cos(math.pi * ((steps - t) / steps) ** 5.0)) / 2.0
+    return scale + 2.0 - cosine
 
 
 def guided_velocity(v_uncond: torch.Tensor, v_cond: torch.Tensor, unseen: torch.Tensor, guidance: float,

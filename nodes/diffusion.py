@@ -224,7 +224,7 @@ class Sample:
                 "preservation": ("FLOAT", {"default": DEFAULT_PRESERVATION, "min": 0.0, "max": 30.0, "step": 0.5,
                                            "tooltip": "Guidance in visible cells (reference 1.0 = prompt only, no push)."}),
                 "dynamic_guidance": ("BOOLEAN", {"default": True,
-                                                 "tooltip": "CogVideoX's dynamic (cosine) guidance schedule for the unseen cells."}),
+                                                 "tooltip": "The reference's dynamic (cosine) guidance schedule in unseen cells: the weight moves between 1 and guidance + 1 over the steps."}),
                 "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
                                  "tooltip": "Seed of the posterior sample and of SLM's draws (reference 42)."}),
             }
