@@ -67,18 +67,17 @@ def test_whole_chain_sample_clip_to_new_view(tmp_path, monkeypatch):
     """Sample clip → exact depth → orbit path → forward warp → encode → invert → SLM → sample → decode."""
     import os
 
+    from inversedvs.nodes.camera import CameraTrajectory
     from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
     from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
+    from inversedvs.nodes.warp import DEPTH_KIND_CHOICES, ForwardWarp
+    from inversedvs.warp.camera import DEFAULT_FOV_X_DEG
     from inversedvs.warp.sample import sample_clip
-    from inversedvs.warp.splat import forward_warp
-    from inversedvs.warp.trajectory import camera_path, preset_keyframes
 
     frames, height, width, steps = 9, 64, 96, 8
     images, depth = sample_clip(frames, height, width)
-    path = camera_path(preset_keyframes("orbit left"), frames)
-    transforms = path.anchor_to_frame(path.orbit_radius(depth))
-    warped, mask = forward_warp(images, depth, transforms, path.source_intrinsics(height, width),
-                                path.target_intrinsics(height, width))
+    path, _ = CameraTrajectory().build("orbit left", "", frames, 1.0, 0, DEFAULT_FOV_X_DEG)
+    warped, mask = ForwardWarp().warp(images, depth.unsqueeze(-1), path, DEPTH_KIND_CHOICES[1], 0)
     assert 0.0 < float(mask.mean()) < 0.5  # the move reveals something, most stays visible
 
     os.makedirs(tmp_path / "inversedvs_video")
