@@ -50,7 +50,7 @@ def _scores(warped, mask, truth, visible):
 
 @pytest.mark.parametrize("name, keys", [
     ("orbit right 20°", Keyframes(phi=(0.0, 20.0))),
-    ("arc up 10°", Keyframes(theta=(0.0, 10.0))),
+    ("arc up 15°", preset_keyframes("arc up")),
     ("truck left", preset_keyframes("truck left")),
     ("orbit left + arc down", Keyframes(theta=(0.0, -8.0), phi=(0.0, -15.0))),
 ])

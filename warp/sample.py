@@ -1,7 +1,8 @@
 """The pack's embedded sample: a short synthetic dynamic clip with exact depth, made in code.
 
-A static camera films a textured back wall, a floor and three spheres, one of which moves across
-the frame. Nothing is downloaded; the clip is rendered by the ray caster in ``synthetic``.
+A static camera films a textured back wall, a floor and three spheres: one in the centre (the
+pivot of orbits), one moving across the frame, one near the camera. Nothing is downloaded; the
+clip is rendered by the ray caster in ``synthetic``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ SAMPLE_SCENE = Scene(
         Plane(normal=(0.0, 1.0, 0.0), offset=1.6, color=(0.75, 0.6, 0.4), period=0.9),     # floor
     ),
     spheres=(
-        Sphere(center=(-1.5, 0.4, 4.8), radius=1.0, color=(0.85, 0.35, 0.3)),
-        Sphere(center=(1.9, 0.1, 3.6), radius=0.6, color=(0.3, 0.8, 0.45), velocity=(-2.2, 0.0, 0.0)),
-        Sphere(center=(0.2, 1.15, 2.7), radius=0.35, color=(0.9, 0.8, 0.3), bands=3.0),
+        Sphere(center=(0.0, 0.3, 5.0), radius=1.0, color=(0.85, 0.35, 0.3)),                 # the subject, centred
+        Sphere(center=(2.2, 0.4, 4.0), radius=0.6, color=(0.3, 0.8, 0.45), velocity=(-1.6, 0.0, -0.6)),
+        Sphere(center=(-1.9, 1.1, 3.4), radius=0.45, color=(0.9, 0.8, 0.3), bands=3.0),
     ),
 )
 

@@ -4,7 +4,9 @@ Every source pixel is lifted to 3-D with its depth, moved into the target camera
 its colour is spread over the four target pixels around where it lands (bilinear weights). Each
 contribution is also weighted by 1 / exp(SHARPNESS · log(1 + z) / max log(1 + z)), z its depth in
 the target camera, so nearer surfaces dominate farther ones landing on the same pixel. Target
-pixels that receive (almost) nothing are holes: surfaces the source camera never saw.
+pixels that receive (almost) nothing are holes: surfaces the source camera never saw; isolated
+one-pixel holes inside a seen surface (cracks where the move stretches it) are filled from their
+neighbours.
 
 All frames go through one scatter per bilinear corner and channel (``scatter_add_``) — no Python
 loop over frames, no host synchronisation — and the arithmetic works on separable rays and fused
@@ -28,6 +30,9 @@ MIN_COVERAGE = 0.1
 # Landing positions are clamped to [-1, W] x [-1, H]; the scatter grid has one border column/row
 # on the left/top and two on the right/bottom so every bilinear corner has a slot. Borders are cut.
 PAD_BEFORE, PAD_AFTER = 1, 2
+# A hole pixel with at least this many seen pixels among its 8 neighbours is a crack (a surface
+# stretched by the move so its splats no longer touch), not a disocclusion: it is filled from them.
+CRACK_MIN_NEIGHBOURS = 6
 # Landing positions are snapped to 1/SNAP pixel, so a point that lands on a pixel centre up to
 # float32 round-off (e.g. every point of an identity move) gives that pixel all its weight and its
 # neighbours exactly none (a tiny bilinear share times a large near-surface weight would show).
@@ -113,6 +118,27 @@ def splat_bilinear(values: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
     return out[:c].permute(1, 2, 3, 0), out[c], out[c + 1]
 
 
+def box_sum(x: torch.Tensor) -> torch.Tensor:
+    """3x3 neighbourhood sums of x [F, H, W, C] (zero outside the image), same shape."""
+    f, h, w, c = x.shape
+    summed = F.avg_pool2d(x.permute(0, 3, 1, 2), 3, stride=1, padding=1, count_include_pad=True) * 9.0
+    return summed.permute(0, 2, 3, 1)
+
+
+def fill_cracks(accum: torch.Tensor, weight_sum: torch.Tensor, seen: torch.Tensor):
+    """Fill one-pixel cracks: hole pixels with ≥ CRACK_MIN_NEIGHBOURS seen neighbours take the
+    depth-weighted mix of those neighbours' splats (so near surfaces still win).
+
+    accum [F, H, W, C], weight_sum [F, H, W], seen [F, H, W] bool → (accum, weight_sum, seen) updated.
+    """
+    stacked = torch.cat([accum, weight_sum.unsqueeze(-1), seen.unsqueeze(-1).to(accum)], -1) * seen.unsqueeze(-1)
+    around = box_sum(stacked)
+    crack = ~seen & (around[..., -1] >= CRACK_MIN_NEIGHBOURS - 0.5) & (around[..., -2] > 0)
+    accum = torch.where(crack.unsqueeze(-1), around[..., :-2], accum)
+    weight_sum = torch.where(crack, around[..., -2], weight_sum)
+    return accum, weight_sum, seen | crack
+
+
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Holes [F, H, W] (1 = hole) grown by ``pixels`` in every direction (square neighbourhood)."""
     if pixels <= 0:
@@ -139,6 +165,7 @@ def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Te
     valid = (depth > 0) & (z > MIN_Z)
     accum, weight_sum, coverage = splat_bilinear(images, u, v, depth_weights(z, valid))
     seen = (coverage >= MIN_COVERAGE) & (weight_sum > 0)
+    accum, weight_sum, seen = fill_cracks(accum, weight_sum, seen)
     warped = accum.div_(weight_sum.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)).mul_(seen.unsqueeze(-1))
     mask = dilate_mask((~seen).float(), dilate)
     if dilate > 0:
