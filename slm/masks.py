@@ -16,9 +16,10 @@ TEMPORAL_HALVINGS = 2
 SPATIAL_HALVINGS = 3
 POOL_KERNEL = 3
 POOL_STRIDE = 2
-# Visibility given to the padded row/column: 0 (hidden), as the reference computes it, which
-# marks the last latent row and column as partly unseen.
-OUTSIDE_VISIBILITY = 0.0
+# Visibility given to the padded row/column. The released code pads with 0 (hidden), which marks the
+# last latent row and column as unseen even when nothing is hidden, so they are regenerated on every
+# run; padding counts as visible here, so a video without holes has no unseen cell.
+OUTSIDE_VISIBILITY = 1.0
 
 
 def halve_time(v: torch.Tensor) -> torch.Tensor:

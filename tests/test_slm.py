@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from inversedvs.errors import InverseDVSError
 from inversedvs.slm.masks import fully_unseen_cells, latent_visibility, unseen_cells
@@ -18,28 +17,26 @@ def test_full_size_mask_gives_13x60x90():
 
 
 def test_small_case_by_hand():
-    """5 frames of 8×8 → 2 latent frames of 1×1, values worked out by hand."""
+    """5 frames of 8×8 → 2 latent frames of 1×1, worked out by hand.
+
+    Frames 1 and 2 are holes, 0, 3, 4 are seen. Time: [f0, (f1+f2)/2, (f3+f4)/2] = [1, 0, 1] → [1, 0.5].
+    Space, on the constant 0.5 (padding counts as seen, 1):
+      8×8 → 4×4: inside 0.5; last row/column (6·0.5 + 3·1)/9 = 2/3; corner (4·0.5 + 5·1)/9 = 7/9
+      4×4 → 2×2: [[1/2, 6.5/9], [6.5/9, 68.5/81]]
+      2×2 → 1×1: (1/2 + 2·6.5/9 + 68.5/81 + 5)/9 = 631/729
+    """
     mask = torch.zeros(5, 8, 8)
-    mask[1:3] = 1.0  # frames 1 and 2 fully hidden, 3 and 4 fully visible
+    mask[1:3] = 1.0
     v = latent_visibility(mask)
     assert v.shape == (2, 1, 1)
-    # time: [f0, (f1+f2)/2, (f3+f4)/2] = [1, 0, 1] → [1, (0+1)/2] = [1, 0.5]
-    # space on a constant c: 8×8 → pad → 3×3 mean, stride 2 → 4×4 whose last row/column hold c·6/9 (and c·4/9
-    # in the corner); → 2×2 → 1×1 — computed here step by step with plain tensors
-    def space(c):
-        x = torch.full((1, 1, 8, 8), c)
-        for _ in range(3):
-            x = F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2)
-        return float(x)
+    assert float(v[0, 0, 0]) == pytest.approx(1.0, abs=1e-7)
+    assert float(v[1, 0, 0]) == pytest.approx(631 / 729, abs=1e-6)
 
-    assert float(v[0, 0, 0]) == pytest.approx(space(1.0), abs=1e-7)
-    assert float(v[1, 0, 0]) == pytest.approx(space(0.5), abs=1e-7)
-    # first spatial halving of an all-visible 2×2 block: [[1, 6/9], [6/9, 4/9]]
-    first = latent_visibility(torch.zeros(1, 8, 8))
-    assert first.shape == (1, 1, 1)
-    x = torch.ones(1, 1, 4, 4)
-    one = F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 3, 2)
-    assert torch.allclose(one[0, 0], torch.tensor([[1.0, 6 / 9], [6 / 9, 4 / 9]]))
+
+def test_no_holes_means_no_unseen_cell():
+    v = latent_visibility(torch.zeros(49, 480, 720))
+    assert v.shape == (13, 60, 90)
+    assert bool((v == 1).all()) and not unseen_cells(v).any() and not fully_unseen_cells(v).any()
 
 
 def test_unseen_and_fully_unseen():
