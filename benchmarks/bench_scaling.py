@@ -140,14 +140,17 @@ def vae_layout(vae, res, args, device):
     lat = torch.randn(1, 16, 13, 60, 90, device=device, dtype=torch.bfloat16)
     vae.disable_tiling()
     for name, fmt in (("contiguous", torch.contiguous_format), ("channels_last_3d", torch.channels_last_3d)):
-        vae.to(memory_format=fmt)
+        for p in vae.parameters():
+            if p.dim() == 5:
+                p.data = p.data.contiguous(memory_format=fmt)
         with torch.no_grad():
             vae.decode(lat)
             _, dec = C.timed(vae.decode, lat.contiguous(memory_format=fmt))
             vae.encode(video)
             _, enc = C.timed(vae.encode, video.contiguous(memory_format=fmt))
         rows[name] = {"encode_s": round(enc, 3), "decode_s": round(dec, 3)}
-    vae.to(memory_format=torch.contiguous_format)
+    for p in vae.parameters():
+        p.data = p.data.contiguous()
     print("vae layout", rows, flush=True)
 
 
