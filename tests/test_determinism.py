@@ -13,7 +13,8 @@ import torch
 
 from _pipeline import comfy_folders, load_tiny_model, run_pipeline, scratch_root
 
-STAGES = ("latent", "noise", "clean", "start_noise", "result", "images")
+STAGES = ("frames", "depth", "preview", "warped", "mask", "latent", "noise", "clean", "start_noise", "result",
+          "images")
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,8 @@ def test_same_seed_is_bit_identical(runs, stage):
 
 def test_another_seed_changes_the_random_stages_only(runs):
     first, _, other, _ = runs
-    # encoding and inversion take no seed
-    for stage in ("latent", "noise"):
+    # geometry, encoding and inversion take no seed
+    for stage in ("frames", "depth", "warped", "mask", "latent", "noise"):
         assert torch.equal(first[stage], other[stage])
     # the posterior sample, SLM's draws and therefore the result follow the seed
     for stage in ("clean", "start_noise", "result", "images"):

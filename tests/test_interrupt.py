@@ -68,7 +68,11 @@ def test_save_video_checks_once_per_frame(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- the diffusion loops
 
-from _pipeline import STEPS, STRENGTH, comfy_folders, load_tiny_model, source_clip  # noqa: E402
+from _pipeline import (CLIP_NAME, DEPTH_INPUT_SIZE, FRAMES, HEIGHT, STRENGTH, WIDTH, comfy_folders,  # noqa: E402
+                       load_tiny_model, source_clip)
+from inversedvs.nodes.depth import DepthEstimate  # noqa: E402
+from inversedvs.nodes.video import LoadVideo  # noqa: E402
+from inversedvs.warp.tiny_depth import TINY_DEPTH_FOLDER  # noqa: E402
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate  # noqa: E402
 from inversedvs.nodes.model import EncodeText, VAEEncode  # noqa: E402
 from test_memory import live_tensors  # noqa: E402
@@ -143,3 +147,14 @@ def test_cancel_stops_the_loop_within_one_step_and_frees_it(tiny, monkeypatch, w
     if torch.cuda.is_available():
         torch.cuda.synchronize()
         assert torch.cuda.memory_allocated() <= cuda_before
+
+
+def test_cancel_stops_video_decoding_and_depth_within_one_frame(tmp_path):
+    with comfy_folders(str(tmp_path)):
+        with interrupt_on_call(2) as patch, pytest.raises(Interrupted):
+            LoadVideo().load(CLIP_NAME, FRAMES, 0, 1, WIDTH, HEIGHT, "crop to fill", True)
+        assert patch.calls == 2
+        frames = source_clip()[0]
+        with interrupt_on_call(3) as patch, pytest.raises(Interrupted):
+            DepthEstimate().estimate(frames, TINY_DEPTH_FOLDER, "running", DEPTH_INPUT_SIZE, 1)
+        assert patch.calls == 3  # one check per batch of one frame
