@@ -10,6 +10,10 @@ with exact depth. Geometry stages: Load Video (or the sample) → depth (exact, 
 --depth-model, or a white = near depth video) → Camera Trajectory → Forward Warp. Writes
 warped.mp4, mask.mp4 and path_preview.png into --out (existing files are never overwritten: a
 numbered name is used instead).
+
+Model stages: VAE Encode → K-RNR Invert → Stochastic Latent Modulation → Sample → VAE Decode, with
+CogVideoX-5B-I2V from --model, or without it a tiny random-weight stand-in (the output says so:
+its result is noise-like). Writes result.mp4 and side_by_side.mp4 (input | warped | result).
 """
 
 from __future__ import annotations
@@ -153,21 +157,98 @@ def write_geometry(outputs: dict, folder: str) -> dict:
     return written
 
 
+# ----------------------------------------------------------------------------- model stages
+
+# Without --model, the tiny random-weight stand-in runs at this size (height, width) so the default
+# demo stays quick on a CPU; CogVideoX-5B-I2V itself runs at 720x480.
+TINY_MODEL_SIZE = (128, 192)
+TINY_MODEL_NOTE = (
+    "NOTE: no --model given, so the diffusion stages run a TINY RANDOM-WEIGHT stand-in for CogVideoX-5B-I2V "
+    "(the same classes and folder layout, untrained weights) at {w}x{h}. result.mp4 is therefore noise-like: it "
+    "shows that the whole pipeline runs, not what the method produces. Pass --model /path/to/CogVideoX-5b-I2V "
+    "for real results."
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="CogVideoX-5B-I2V folder in diffusers layout (default: the tiny "
+                                        "random-weight stand-in, which only shows that the pipeline runs)")
+    parser.add_argument("--prompt", default="", help="what the video shows (guides the revealed regions)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--k", type=int, default=6, help="K-RNR order (paper mode)")
+    parser.add_argument("--mode", default="paper", choices=("paper", "reference"))
+    parser.add_argument("--guidance", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def _resized(video: torch.Tensor, height: int, width: int, mode: str = "bilinear") -> torch.Tensor:
+    """IMAGE-like [F, H, W, C] → [F, height, width, C]."""
+    x = video.permute(0, 3, 1, 2)
+    extra = {"align_corners": False} if mode == "bilinear" else {}
+    return torch.nn.functional.interpolate(x, size=(height, width), mode=mode, **extra).permute(0, 2, 3, 1)
+
+
+def run_model(geometry: dict, args) -> dict:
+    """Warped video + mask → encode → K-RNR invert → SLM → sample → decode, through the pack's nodes.
+
+    Returns result, and the input / warped / mask at the size the model ran at.
+    """
+    from inversedvs.backend.cogvideox import check_model_folder, load_cogvideox
+    from inversedvs.backend.tiny import cached_tiny_video_model
+    from inversedvs.nodes import _host
+    from inversedvs.nodes.diffusion import DEFAULT_INVERSION_END, KRNRInvert, Sample, StochasticLatentModulate
+    from inversedvs.nodes.model import DEFAULT_NEGATIVE, EncodeText, VAEDecode, VAEEncode
+
+    images, warped, mask = geometry["images"], geometry["warped"], geometry["mask"]
+    device = _host.torch_device()
+    if args.model is None:
+        height, width = TINY_MODEL_SIZE
+        print(TINY_MODEL_NOTE.format(w=width, h=height))
+        folder, dtype = cached_tiny_video_model(), "fp32"
+        images, warped = _resized(images, height, width), _resized(warped, height, width)
+        mask = (_resized(mask.unsqueeze(-1), height, width, "nearest")[..., 0] > 0.5).float()
+    else:
+        folder = check_model_folder(args.model if os.path.isdir(args.model) else None, args.model, [args.model])
+        dtype = "bf16" if device.type == "cuda" else "fp32"
+        print(f"video model: {folder} ({dtype} on {device.type})")
+    model = load_cogvideox(folder, dtype=dtype, policy="model_offload", device=device)
+    tiled = device.type == "cuda"
+    positive, negative = EncodeText().encode(model, args.prompt, DEFAULT_NEGATIVE)
+    latent = VAEEncode().encode(model, warped, tiled)[0]
+    noise = KRNRInvert().invert(model, latent, args.steps, 0.98, DEFAULT_INVERSION_END)[0]
+    clean, noise = StochasticLatentModulate().modulate(latent, noise, mask, args.seed)[:2]
+    sampled = Sample().sample(model, positive, negative, clean, noise, mask, args.steps, 0.98, args.k, args.mode,
+                              args.guidance, 1.0, True, args.seed)[0]
+    result = VAEDecode().decode(model, sampled, tiled)[0]
+    model.release()
+    return {"result": result, "images": images, "warped": warped, "mask": mask}
+
+
+def write_model_outputs(outputs: dict, folder: str, fps: float) -> dict:
+    """Write result.mp4 and side_by_side.mp4 (input | warped | result) into ``folder``; returns name → path."""
+    written = {}
+    sbs = torch.cat([outputs["images"], outputs["warped"], outputs["result"]], dim=2)
+    for name, video in (("result.mp4", outputs["result"]), ("side_by_side.mp4", sbs)):
+        written[name] = unique_path(folder, name)
+        write_mp4(written[name], video, fps)
+    return written
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_geometry_arguments(parser)
-    # The model stages (encode → invert → SLM → sample → decode) add their arguments here and run
-    # after run_geometry on its outputs.
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     try:
         geometry = run_geometry(args)
         written = write_geometry(geometry, args.out)
+        f, h, w = geometry["mask"].shape
+        print(f"input: {geometry['source']}, {f} frames at {w}x{h}; path: {geometry['camera_path'].label}; "
+              f"holes: {float(geometry['mask'].mean()):.1%} of pixels")
+        written.update(write_model_outputs(run_model(geometry, args), args.out, geometry["fps"]))
     except InverseDVSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    f, h, w = geometry["mask"].shape
-    print(f"input: {geometry['source']}, {f} frames at {w}x{h}; path: {geometry['camera_path'].label}; "
-          f"holes: {float(geometry['mask'].mean()):.1%} of pixels")
     for name, path in written.items():
         print(f"wrote {path}")
     return 0
