@@ -159,8 +159,8 @@ def write_geometry(outputs: dict, folder: str) -> dict:
 
 # ----------------------------------------------------------------------------- model stages
 
-# Without --model, the tiny random-weight stand-in runs at this size (height, width) so the default
-# demo stays quick on a CPU; CogVideoX-5B-I2V itself runs at 720x480.
+# Without --model, the tiny random-weight stand-in runs at most at this size (height, width) so the
+# default demo stays quick on a CPU; CogVideoX-5B-I2V itself runs at 720x480.
 TINY_MODEL_SIZE = (128, 192)
 TINY_MODEL_NOTE = (
     "NOTE: no --model given, so the diffusion stages run a TINY RANDOM-WEIGHT stand-in for CogVideoX-5B-I2V "
@@ -202,7 +202,7 @@ def run_model(geometry: dict, args) -> dict:
     images, warped, mask = geometry["images"], geometry["warped"], geometry["mask"]
     device = _host.torch_device()
     if args.model is None:
-        height, width = TINY_MODEL_SIZE
+        height, width = min(TINY_MODEL_SIZE, tuple(warped.shape[1:3]))
         print(TINY_MODEL_NOTE.format(w=width, h=height))
         folder, dtype = cached_tiny_video_model(), "fp32"
         images, warped = _resized(images, height, width), _resized(warped, height, width)

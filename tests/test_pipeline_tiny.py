@@ -98,3 +98,26 @@ def test_whole_chain_sample_clip_to_new_view(tmp_path, monkeypatch):
         assert bool(torch.isfinite(video).all()) and 0.0 <= float(video.min()) and float(video.max()) <= 1.0
     assert 0.0 < float(unseen.mean()) < 1.0
     assert not torch.equal(results["paper"], results["reference"])
+
+
+def test_demo_runs_the_model_stages_and_says_when_the_model_is_tiny(tmp_path, capsys):
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "demo.py")
+    spec = importlib.util.spec_from_file_location("inversedvs_demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    out = tmp_path / "out"
+    assert demo.main(["--out", str(out), "--frames", "9", "--width", "96", "--height", "64", "--steps", "4",
+                      "--trajectory", "orbit left"]) == 0
+    printed = capsys.readouterr().out
+    assert "TINY RANDOM-WEIGHT" in printed
+    for name in ("warped.mp4", "mask.mp4", "result.mp4", "side_by_side.mp4"):
+        assert (out / name).stat().st_size > 0
+    import av
+
+    with av.open(str(out / "side_by_side.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (3 * 96, 64)
+        assert sum(1 for _ in container.decode(video=0)) == 9
