@@ -45,6 +45,8 @@ from pack import PACK_ROOT, load_pack  # noqa: E402
 
 PACK_FOLDER = "ComfyUI-InverseDVS"
 TINY_VIDEO_MODEL = "tiny-cogvideox-i2v"  # folder name of the tiny video model (random weights)
+TINY_DEPTH_MODEL = "tiny-depth-anything"
+DEPTH_KIND = "inversedvs_depth"
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 BROWSER_TIMEOUT_S = 90
@@ -63,6 +65,8 @@ FULL_RUN_OVERRIDES = {
     ("InverseDVS_CameraTrajectory", "frames"): 9,
     ("InverseDVS_KRNRInvert", "steps"): 4,
     ("InverseDVS_Sample", "steps"): 4,
+    ("InverseDVS_DepthEstimate", "model"): TINY_DEPTH_MODEL,
+    ("InverseDVS_DepthEstimate", "input_size"): 56,
     ("InverseDVS_LoadVideoModel", "model_folder"): TINY_VIDEO_MODEL,
     ("InverseDVS_LoadVideoModel", "dtype"): "fp32",
     ("InverseDVS_LoadVideoModel", "compile_transformer"): False,
@@ -70,6 +74,7 @@ FULL_RUN_OVERRIDES = {
 # Choice lists that come from the user's folders: compared by content the check put there.
 FOLDER_CHOICES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): (TINY_VIDEO_MODEL,),
+    ("InverseDVS_DepthEstimate", "model"): (TINY_DEPTH_MODEL,),
     ("InverseDVS_LoadVideo", "video"): (mw.SAMPLE_VIDEO, mw.SAMPLE_DEPTH_VIDEO),
 }
 
@@ -99,7 +104,12 @@ def make_tiny_models(root: str) -> list[str]:
     """Tiny random-weight model folders of the real layouts under ``root/<kind>/``; returns the kinds."""
     import make_tiny_models as tiny
 
+    pack = load_pack()
+    from importlib import import_module
+
     tiny.main([root, "--name", TINY_VIDEO_MODEL])
+    tiny_depth = import_module(pack.__name__ + ".warp.tiny_depth")
+    tiny_depth.save_tiny_depth_model(os.path.join(root, DEPTH_KIND), TINY_DEPTH_MODEL)
     return sorted(kind for kind in os.listdir(root) if os.path.isdir(os.path.join(root, kind)))
 
 
@@ -338,7 +348,7 @@ def check_run(server: Server, name: str, base: str, overrides: dict | None = Non
 # ---------------------------------------------------------------------------- the frontend in Chromium
 
 BROWSER_CHECK_JS = r"""
-async (workflow, api) => {
+async (workflow, api, userFiles) => {
   const problems = [];
   const missing = workflow.nodes.map(n => n.type).filter(t => !LiteGraph.registered_node_types[t]);
   if (missing.length) problems.push('missing node types: ' + [...new Set(missing)].join(', '));
@@ -357,10 +367,12 @@ async (workflow, api) => {
     const values = (live.widgets ?? []).filter(w => w.options?.values && Array.isArray(w.options.values)
         && w.name !== 'control_after_generate' && w.type === 'combo');
     for (const w of values) {
+      if (userFiles.includes(`${node.type}.${w.name}`)) continue;  // lists the user's own model folders
       if (!w.options.values.includes(w.value)) problems.push(`node ${node.id} ${w.name}: '${w.value}' not offered`);
     }
     const [minW, minH] = live.computeSize();
-    if (node.size[0] + 1 < minW || node.size[1] + 1 < minH)
+    const media = (live.widgets ?? []).some(w => w.name.endsWith('-preview'));  // sized by the file it shows
+    if (!media && (node.size[0] + 1 < minW || node.size[1] + 1 < minH))
       problems.push(`node ${node.id} (${node.type}) size ${node.size} smaller than needed ${[minW, minH]}`);
     if (live.has_errors) problems.push(`node ${node.id} has errors`);
   }
@@ -371,6 +383,11 @@ async (workflow, api) => {
         || l.target_slot !== link[4] || l.type !== link[5]) problems.push(`link ${link[0]} differs: ${JSON.stringify(l)}`);
   }
   const prompt = (await app.graphToPrompt()).output;
+  for (const [id, entry] of Object.entries(prompt)) {  // frontend-only widgets (a loader's preview) are not inputs
+    const def = graph.getNodeById(Number(id))?.constructor?.nodeData?.input ?? {};
+    const known = new Set([...Object.keys(def.required ?? {}), ...Object.keys(def.optional ?? {})]);
+    for (const name of Object.keys(entry.inputs)) if (!known.has(name) && !(name in (api[id]?.inputs ?? {}))) delete entry.inputs[name];
+  }
   const norm = p => JSON.stringify(Object.keys(p).sort((a, b) => a - b).map(k =>
       [k, p[k].class_type, Object.keys(p[k].inputs).sort().map(i => [i, p[k].inputs[i]])]));
   if (norm(prompt) !== norm(api)) problems.push('graphToPrompt differs from the API twin: ' + norm(prompt).slice(0, 3000));
@@ -439,8 +456,24 @@ class Browser:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+async def run_in_frontend(browser: Browser, server: Server) -> float:
+    """Queue the loaded workflow as the Run button does and wait until its previews are shown."""
+    start = time.time()
+    before = len(server.get("/history"))
+    await browser.evaluate("app.queuePrompt(0, 1)")
+    while len(server.get("/history")) == before or server.get("/queue")["queue_running"]:
+        if time.time() - start > RUN_TIMEOUT_S:
+            raise CheckFailed("the workflow queued from the frontend did not finish")
+        await asyncio.sleep(0.5)
+    entry = list(server.get("/history").values())[-1]
+    if entry["status"].get("status_str") != "success":
+        raise CheckFailed(f"the workflow queued from the frontend failed: {entry['status']}")
+    await asyncio.sleep(2.0)  # previews arrive over the websocket
+    return time.time() - start
+
+
 async def browser_checks(server: Server, executable: str, names: list[str], screenshot_dir: str | None,
-                         profile: str) -> list[str]:
+                         profile: str, run_in_browser: tuple[str, ...] = ()) -> list[str]:
     import aiohttp
 
     browser = Browser(executable, profile)
@@ -464,11 +497,16 @@ async def browser_checks(server: Server, executable: str, names: list[str], scre
                 with open(os.path.join(mw.WORKFLOW_DIR, name + ".json"), encoding="utf-8") as f:
                     workflow = json.load(f)
                 workflow["__name"] = name + ".json"
+                user_files = [f"{t}.{n}" for t, n in FOLDER_CHOICES if t != "InverseDVS_LoadVideo"]
                 problems = await browser.evaluate(
-                    f"({BROWSER_CHECK_JS})({json.dumps(workflow)}, {json.dumps(load_api(name))})")
+                    f"({BROWSER_CHECK_JS})({json.dumps(workflow)}, {json.dumps(load_api(name))}, "
+                    f"{json.dumps(user_files)})")
                 if problems:
                     raise CheckFailed(f"{name} in the frontend:\n  " + "\n  ".join(problems))
                 line = f"{name}: loads with no missing node or widget error, converts to its API twin"
+                if name in run_in_browser:
+                    seconds = await run_in_frontend(browser, server)
+                    line += f", runs from the Run button in {seconds:.1f} s"
                 if screenshot_dir:
                     await asyncio.sleep(0.5)
                     shot = await browser.call("Page.captureScreenshot", format="png")
@@ -525,7 +563,8 @@ def main(argv=None) -> int:
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:
                 os.makedirs(shots, exist_ok=True)
-            lines = asyncio.run(browser_checks(server, args.browser, names, shots, os.path.join(base, "chromium")))
+            lines = asyncio.run(browser_checks(server, args.browser, names, shots, os.path.join(base, "chromium"),
+                                               run_in_browser=(geometry,)))
             for line in lines:
                 report(True, "frontend", line)
     except CheckFailed as e:

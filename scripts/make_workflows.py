@@ -84,7 +84,8 @@ NOTE_NODES = ("Note", "MarkdownNote")
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
-UPLOAD_WIDGET_VALUE = "image"  # the value ComfyUI's frontend stores for a loader's upload button
+UPLOAD_WIDGET_VALUE = "image"  # the value ComfyUI's frontend stores for a loader's upload button (after the
+# node's required widgets, where the frontend inserts the button)
 SEED_NAMES = ("seed", "noise_seed")  # INT inputs the frontend gives a control_after_generate widget
 SEED_CONTROL = "fixed"  # reproducible by default: the reference seed stays put between runs
 TYPE_DEFAULTS = {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}
@@ -142,6 +143,16 @@ class NodeSpec:
     @property
     def widgets(self) -> tuple[InputSpec, ...]:
         return tuple(s for s in self.inputs if s.is_widget)
+
+    @property
+    def has_upload(self) -> bool:
+        """A required file list with an upload button: the frontend adds the button after the required inputs."""
+        return any(s.has_upload and s.required for s in self.inputs)
+
+    @property
+    def last_required_widget(self) -> InputSpec | None:
+        required = [s for s in self.widgets if s.required]
+        return required[-1] if required else None
 
     @property
     def sockets(self) -> tuple[InputSpec, ...]:
@@ -263,6 +274,8 @@ WIDGET_HEIGHT = 26
 MULTILINE_HEIGHT = 110
 NOTE_LINE_HEIGHT = 18
 NOTE_CHARS_PER_LINE = 46
+UPLOAD_PREVIEW_HEIGHT = 330  # a loader with an upload button shows the picked file below its widgets
+UPLOAD_NODE_WIDTH = 450
 MEDIA_HEIGHT = {"PreviewImage": 220, "SaveVideo": 200}  # room for the image / video the node shows
 VIEW_SIZE = (1920, 1080)  # window the saved view fits (the browser check's window)
 VIEW_CHROME = (64, 78)  # ComfyUI's side bar and top bars take this much of the window's width and height
@@ -279,7 +292,9 @@ def estimate_height(spec: NodeSpec, node_type: str) -> int:
     for widget in spec.widgets:
         multiline = widget.type == "STRING" and widget.options.get("multiline")
         height += MULTILINE_HEIGHT if multiline else WIDGET_HEIGHT
-        height += WIDGET_HEIGHT if (widget.has_seed_control or widget.has_upload) else 0
+        height += WIDGET_HEIGHT if widget.has_seed_control else 0
+    if spec.has_upload:
+        height += WIDGET_HEIGHT + UPLOAD_PREVIEW_HEIGHT
     return height + MEDIA_HEIGHT.get(node_type, 0)
 
 
@@ -368,6 +383,8 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
     heights, widths = {}, {}
     for item in flow.items:
         widths[item.key] = item.width or COLUMN_WIDTH
+        if isinstance(item, Node) and specs[item.type].has_upload:
+            widths[item.key] = max(widths[item.key], UPLOAD_NODE_WIDTH)
         if isinstance(item, Node):
             heights[item.key] = estimate_height(specs[item.type], item.type)
         else:
@@ -412,7 +429,7 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
             values.append(value)
             if widget.has_seed_control:
                 values.append(SEED_CONTROL)
-            if widget.has_upload:
+            if widget.required and widget is spec.last_required_widget and spec.has_upload:
                 values.append(UPLOAD_WIDGET_VALUE)
         for spec_in in spec.inputs:
             if spec_in.name in item.links:
@@ -593,11 +610,9 @@ def workflows() -> list[Workflow]:
         "inversedvs_geometry_preview",
         [Note("about", GEOMETRY_NOTE, 0, height=0), *_geometry(0, depth_from_video=True),
          *_save("warped", ("warp", "warped"), "InverseDVS/warped", 4, "warped video"),
-         Node("mask_image_save", "MaskToImage", "Holes as image", 4, links={"mask": ("warp", "mask")}),
-         *_save("mask", ("mask_image_save", "IMAGE"), "InverseDVS/holes", 4, "hole mask")],
+         *_save("mask", ("mask_image", "IMAGE"), "InverseDVS/holes", 4, "hole mask")],
         [Group("Geometry: no model weights needed", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
-         Group("Save", ("warped_video", "warped_save", "mask_image_save", "mask_video", "mask_save"),
-               GROUP_COLORS["output"])],
+         Group("Save", ("warped_video", "warped_save", "mask_video", "mask_save"), GROUP_COLORS["output"])],
     )
     full = Workflow(
         "inversedvs_full_pipeline",

@@ -1,0 +1,44 @@
+"""The pack inside a real ComfyUI (scripts/comfy_host_check.py), when a checkout is given.
+
+    COMFYUI_DIR=/path/to/ComfyUI [COMFYUI_PYTHON=/path/to/its/python] python -m pytest -m host
+
+Skipped unless COMFYUI_DIR names a ComfyUI checkout. The check starts ComfyUI with the pack in a
+temporary base directory, runs the geometry and the full workflow through POST /prompt and, when
+Chromium is installed, loads every workflow in ComfyUI's frontend (screenshots go to a temporary
+folder here; run the script itself to refresh docs/).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PACK_ROOT
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+SCRIPT = os.path.join(PACK_ROOT, "scripts", "comfy_host_check.py")
+HOST_TIMEOUT_S = 1800
+
+pytestmark = [
+    pytest.mark.host,
+    pytest.mark.skipif(not COMFYUI_DIR or not os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")),
+                       reason="set COMFYUI_DIR to a ComfyUI checkout to run the host check"),
+]
+
+
+def test_pack_runs_in_comfyui(tmp_path):
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    result = subprocess.run(
+        [python, SCRIPT, "--comfyui", COMFYUI_DIR, "--screenshots", str(tmp_path)],
+        capture_output=True, text=True, timeout=HOST_TIMEOUT_S,
+    )
+    print(result.stdout[-20000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    for check in ("pack imported", "/object_info", "templates", "run inversedvs_geometry_preview",
+                  "run inversedvs_full_pipeline"):
+        assert any(line.startswith("[ok] " + check) for line in lines), check
+    assert not any(line.startswith("[FAIL]") for line in lines)
+    if any(line.startswith("[ok] frontend") for line in lines):
+        assert len(list(tmp_path.glob("*.png"))) >= 3
