@@ -81,9 +81,10 @@ def lora_pairs(state: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tens
 
 def merge_lora(model: torch.nn.Module, state: dict[str, torch.Tensor], strength: float,
                model_name: str = "the video model") -> int:
-    """Add strength·(alpha/r)·B·A to every targeted linear weight of ``model``; returns how many layers changed.
+    """Add strength·(alpha/r)·B·A to every targeted weight of ``model``; returns how many layers changed.
 
-    Every key must name a ``torch.nn.Linear`` of ``model`` with matching shapes, else nothing is
+    Linear layers: A [r, in], B [out, r]. Conv2d layers (e.g. the patch embedding): A [r, in, kh, kw],
+    B [out, r, 1, 1]. Every key must name such a layer of ``model`` with matching shapes, else nothing is
     changed and InverseDVSError says the LoRA belongs to another model.
     """
     groups = lora_pairs(state)
@@ -91,13 +92,15 @@ def merge_lora(model: torch.nn.Module, state: dict[str, torch.Tensor], strength:
     missing, mismatched, updates = [], [], []
     for name, g in groups.items():
         layer = modules.get(name)
-        if not isinstance(layer, torch.nn.Linear):
+        if not isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
             missing.append(name)
             continue
         down, up = g["down"], g["up"]
         rank = down.shape[0]
-        if down.ndim != 2 or up.ndim != 2 or up.shape[1] != rank or (up.shape[0], down.shape[1]) != tuple(layer.weight.shape):
-            mismatched.append(f"{name} (LoRA {tuple(up.shape[:1]) + tuple(down.shape[1:])}, model {tuple(layer.weight.shape)})")
+        shape = (up.shape[0], *down.shape[1:])  # the weight shape this pair updates
+        if up.ndim != down.ndim or up.shape[1] != rank or tuple(shape) != tuple(layer.weight.shape) \
+                or any(d != 1 for d in up.shape[2:]):
+            mismatched.append(f"{name} (LoRA {tuple(shape)}, model {tuple(layer.weight.shape)})")
             continue
         scale = float(g["alpha"]) / rank if "alpha" in g else 1.0
         updates.append((layer, down, up, scale))
@@ -113,6 +116,6 @@ def merge_lora(model: torch.nn.Module, state: dict[str, torch.Tensor], strength:
         )
     with torch.no_grad():
         for layer, down, up, scale in updates:
-            delta = (up.float() @ down.float()) * (strength * scale)
+            delta = (up.float().flatten(1) @ down.float().flatten(1)).view(layer.weight.shape) * (strength * scale)
             layer.weight.copy_((layer.weight.float() + delta.to(layer.weight.device)).to(layer.weight.dtype))
     return len(updates)

@@ -156,6 +156,20 @@ def test_lora_merge_adds_scaled_low_rank_update(folder):
     assert torch.equal(modules["transformer_blocks.0.attn1.to_k"].weight, untouched)
 
 
+def test_lora_on_a_conv_layer(folder):
+    model = CogVideoXModel(folder, dtype="fp32")
+    conv = model.transformer.patch_embed.proj
+    assert isinstance(conv, torch.nn.Conv2d)
+    gen = torch.Generator().manual_seed(1)
+    down = torch.randn(3, *conv.weight.shape[1:], generator=gen)
+    up = torch.randn(conv.weight.shape[0], 3, 1, 1, generator=gen)
+    before = conv.weight.detach().clone()
+    merge_lora(model.transformer, {"patch_embed.proj.lora_down.weight": down,
+                                   "patch_embed.proj.lora_up.weight": up}, 2.0)
+    expected = before + 2.0 * torch.einsum("or,rihw->oihw", up[:, :, 0, 0], down)
+    assert torch.allclose(conv.weight, expected, atol=1e-5)
+
+
 def test_lora_loaded_by_the_model_from_safetensors(folder, tmp_path):
     from safetensors.torch import save_file
 

@@ -191,3 +191,38 @@ def test_reference_mode_with_nothing_unseen_is_order_6(schedule):
     assert torch.allclose(paper, krnr_closed_form(x0, eps, a, 10), atol=1e-6)
     with pytest.raises(InverseDVSError):
         initial_latent(x0, eps, none, none, a, 10, "reference", torch.Generator())
+
+
+def _released_noise_init(x, eps, unseen, fully, mean, std, alpha_bar, k, generator):
+    """The released pipeline's noise initialisation, re-written from its description: three rounds of
+    (SLM via nonzero indices and randint over the visible list — ε first, then x — then adaptive K-RNR)."""
+    x, eps = x.clone(), eps.clone()
+    unseen = unseen.expand_as(x)
+    fully = fully.expand_as(x)
+    for _ in range(3):
+        for target, holes in ((eps, fully), (x, unseen)):
+            donors = torch.nonzero(~holes, as_tuple=True)
+            filled = torch.nonzero(holes, as_tuple=True)
+            pick = torch.randint(0, len(donors[0]), (int(holes.sum()),), generator=generator)
+            target[filled] = target[tuple(d[pick] for d in donors)]
+        eps = _reference_formula(x, eps, mean, std, alpha_bar, k)
+    return x, eps
+
+
+def test_reference_mode_reproduces_the_released_noise_initialisation(schedule):
+    gen = torch.Generator().manual_seed(6)
+    shape = (1, 4, 3, 6, 8)
+    x0, eps = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    mean = x0 + 0.05 * torch.randn(shape, generator=gen)
+    std = 0.05 + 0.1 * torch.rand(shape, generator=gen)
+    unseen = torch.zeros(3, 6, 8, dtype=torch.bool)
+    unseen[:, :, 5:] = True
+    fully = torch.zeros_like(unseen)
+    fully[:, :, 7:] = True
+    a = schedule.alpha_bar(966)
+    for k in (5, 20):
+        ours = initial_latent(x0, eps, unseen, fully, a, k, "reference", torch.Generator().manual_seed(42),
+                              mean=mean, std=std)
+        released = _released_noise_init(x0, eps, unseen, fully, mean, std, a, k, torch.Generator().manual_seed(42))
+        assert torch.equal(ours[0], released[0])
+        assert torch.allclose(ours[1], released[1], atol=1e-5)
