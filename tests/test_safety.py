@@ -236,3 +236,40 @@ def test_the_whole_tiny_pipeline_runs_offline(tmp_path):
         out = run_pipeline(model, prefix="offline/run")
     assert (tmp_path / "output" / out["saved"]).is_file()
     assert attempts == []
+
+
+# ----------------------------------------------------------------------------- inputs and models
+
+
+def test_loaders_read_only_inside_comfyui_folders(tmp_path):
+    """Real, valid files just outside the input and model folders are refused by name tricks."""
+    import shutil
+
+    from _pipeline import comfy_folders, source_clip
+    from inversedvs.backend.tiny import cached_tiny_video_model
+    from inversedvs.nodes.depth import DepthEstimate
+    from inversedvs.nodes.model import LoadVideoModel
+    from inversedvs.nodes.output import write_mp4
+    from inversedvs.nodes.video import LoadVideo
+    from inversedvs.warp.tiny_depth import save_tiny_depth_model
+
+    root = tmp_path / "ComfyUI"
+    outside = tmp_path / "private"
+    outside.mkdir()
+    write_mp4(str(outside / "secret.mp4"), source_clip()[0], 8.0)
+    shutil.copytree(cached_tiny_video_model(), outside / "model")
+    save_tiny_depth_model(str(outside), "depth")
+    with comfy_folders(str(root)):
+        (root / "input" / "link.mp4").symlink_to(outside / "secret.mp4")
+        for name in ("../../private/secret.mp4", str(outside / "secret.mp4"), "link.mp4"):
+            with pytest.raises(InverseDVSError, match="input folder"):
+                LoadVideo().load(name, 5, 0, 1, 96, 64, "crop to fill", True)
+        for name in ("../../../private/model", str(outside / "model")):
+            with pytest.raises(InverseDVSError, match="was not found"):
+                LoadVideoModel().load(name, "fp32", "resident", compile_transformer=False)
+        with pytest.raises(InverseDVSError, match="was not found"):
+            LoadVideoModel().load("tiny", "fp32", "resident", lora="../../../private/model/transformer/"
+                                  "diffusion_pytorch_model.safetensors", compile_transformer=False)
+        for name in ("../../../private/depth", str(outside / "depth")):
+            with pytest.raises(InverseDVSError, match="was not found"):
+                DepthEstimate().estimate(source_clip()[0], name, "running", 56, 5)
