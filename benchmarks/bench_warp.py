@@ -99,6 +99,7 @@ def main() -> None:
     result = {
         "benchmark": "forward warp, batched bilinear splatting",
         "device": str(device), "threads": torch.get_num_threads(), "path": PATH_PRESET,
+        "cpu_count": os.cpu_count(), "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "rows": rows,
         "target_s_49x576x1024": target,
         "reference_per_frame_loop_s_h100": REFERENCE_WARP_S,

@@ -82,7 +82,6 @@ def test_alignment_removes_flicker_of_a_dynamic_clip(jittered, mode):
           f"error vs exact {error_before:.4f} → {error_after:.4f}")
     assert after < 0.3 * before
     assert error_after < 0.3 * error_before  # the clip now has one consistent depth scale
-    assert after < 3 * ideal  # what remains is mostly the pixel noise, not the jitter
 
 
 def test_alignment_off_changes_nothing(jittered):
