@@ -146,6 +146,8 @@ def test_cancel_stops_the_loop_within_one_step_and_frees_it(tiny, monkeypatch, w
     assert live_tensors() == before, "tensors of the cancelled run are still alive"
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+        print(f"\n{which}, cancelled at step {cancel_at}: CUDA allocated {cuda_before} B before, "
+              f"{torch.cuda.memory_allocated()} B after")
         assert torch.cuda.memory_allocated() <= cuda_before
 
 

@@ -130,9 +130,10 @@ def test_repeated_runs_do_not_grow_memory(tmp_path):
             rows.append((rss_bytes(), *live_tensors()))
             if torch.cuda.is_available():
                 rows[-1] += (torch.cuda.memory_allocated(),)
-    print("\nrun  RSS MiB  live tensors  tensor KiB")
+    print("\nrun  RSS MiB  live tensors  tensor KiB  CUDA allocated MiB")
     for i, row in enumerate(rows):
-        print(f"{i + 1:>3} {row[0] / 2**20:>8.1f} {row[1]:>13} {row[2] / 1024:>11.1f}")
+        cuda = f"{row[3] / 2**20:>19.2f}" if len(row) > 3 else f"{'-':>19}"
+        print(f"{i + 1:>3} {row[0] / 2**20:>8.1f} {row[1]:>13} {row[2] / 1024:>11.1f} {cuda}")
     warm = rows[WARM_UP - 1]
     for row in rows[WARM_UP:]:
         assert row[1] <= warm[1] and row[2] <= warm[2], "tensors accumulate between runs"
