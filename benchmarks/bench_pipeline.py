@@ -13,6 +13,8 @@ memory as the real weights), a random warped video with a hole mask, 30 steps, s
 (b_ref) the reference's settings through the fast path (one inversion pass per step, terminal
     inversion, reference K-RNR, compiled): its output against (a)'s is the cost of the speed-ups.
 (c) ``low_vram``: memory = sequential_offload, tiled VAE.
+Optional flows for the VRAM table: ``resident`` (memory = resident) and ``b_tiled`` (the default
+policy with tiled VAE).
 
 Per stage (text, encode, invert, sample, decode): seconds and peak GPU memory. Loading weights
 is not counted (the reference figures do not count it either); the loaders' ``from_pretrained``
@@ -294,6 +296,15 @@ def main():
                 report("b", *fast_flow(model, video, mask, False))
             if "b_ref" in flows:
                 report("b_ref", *fast_flow(model, video, mask, False, reference_settings=True))
+            unload(model)
+        if "resident" in flows:  # memory = resident, untiled VAE
+            model, res["load_resident_s"] = load_model("resident", True)
+            report("resident_first", *fast_flow(model, video, mask, False))
+            report("resident", *fast_flow(model, video, mask, False))
+            unload(model)
+        if "b_tiled" in flows:  # the default policy with tiled VAE encode/decode (first run after loading)
+            model, res["load_b_tiled_s"] = load_model("model_offload", True)
+            report("b_tiled", *fast_flow(model, video, mask, True))
             unload(model)
         if "c" in flows:
             model, res["load_c_s"] = load_model("sequential_offload", True)
