@@ -8,8 +8,8 @@
 Without --video it uses the pack's embedded sample: a synthetic dynamic clip generated in code,
 with exact depth. Geometry stages: Load Video (or the sample) → depth (exact, Depth Estimate with
 --depth-model, or a white = near depth video) → Camera Trajectory → Forward Warp. Writes
-warped.mp4, mask.mp4 and path_preview.png into --out (existing files are never overwritten: a
-numbered name is used instead).
+warped.mp4, mask.mp4, path_preview.png and contact_sheet.png into --out (existing files are
+never overwritten: a numbered name is used instead).
 
 Model stages: VAE Encode → K-RNR Invert → Stochastic Latent Modulation → Sample → VAE Decode, with
 CogVideoX-5B-I2V from --model, or without it a tiny random-weight stand-in (the output says so:
@@ -144,8 +144,22 @@ def write_png(path: str, image: torch.Tensor) -> None:
                 + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
+def contact_sheet(outputs: dict) -> torch.Tensor:
+    """One picture of the geometry stages at the middle frame: input | warped (top), mask | path
+    preview (bottom), each panel the frame's size. IMAGE [H2, W2, 3]."""
+    images, warped, mask = outputs["images"], outputs["warped"], outputs["mask"]
+    i = images.shape[0] // 2
+    h, w = images.shape[1:3]
+    preview = torch.nn.functional.interpolate(outputs["preview"].permute(0, 3, 1, 2), size=(h, w), mode="bilinear",
+                                              align_corners=False)[0].permute(1, 2, 0)
+    top = torch.cat([images[i], warped[i]], dim=1)
+    bottom = torch.cat([mask[i].unsqueeze(-1).expand(h, w, 3), preview], dim=1)
+    return torch.cat([top, bottom], dim=0).clamp(0, 1)
+
+
 def write_geometry(outputs: dict, folder: str) -> dict:
-    """Write warped.mp4, mask.mp4 and path_preview.png into ``folder``; returns name → path."""
+    """Write warped.mp4, mask.mp4, path_preview.png and contact_sheet.png (middle frame: input,
+    warped, mask, path) into ``folder``; returns name → path."""
     os.makedirs(folder, exist_ok=True)
     written = {}
     for name, video in (("warped.mp4", outputs["warped"]),
@@ -154,6 +168,8 @@ def write_geometry(outputs: dict, folder: str) -> dict:
         write_mp4(written[name], video, outputs["fps"])
     written["path_preview.png"] = unique_path(folder, "path_preview.png")
     write_png(written["path_preview.png"], outputs["preview"][0])
+    written["contact_sheet.png"] = unique_path(folder, "contact_sheet.png")
+    write_png(written["contact_sheet.png"], contact_sheet(outputs))
     return written
 
 
