@@ -80,11 +80,13 @@ def main() -> None:
         K_s, K_t = path.source_intrinsics(height, width), path.target_intrinsics(height, width)
         node = warp_node.ForwardWarp()
         relative = warp_node.DEPTH_KIND_CHOICES[0]
+        node_device = "cpu" if device.type == "cpu" else "auto"  # auto = the GPU
         reset_peak()
         splat_s = median_time(lambda: splat.forward_warp(images, z, transforms, K_s, K_t), args.repeat, args.warmup)
         splat_peak = peak_gib()
-        node_s = median_time(lambda: node.warp(images, depth_image, path, relative, 0), args.repeat, args.warmup)
-        warped, mask = node.warp(images, depth_image, path, relative, 0)
+        node_s = median_time(lambda: node.warp(images, depth_image, path, relative, 0, node_device), args.repeat,
+                             args.warmup)
+        warped, mask = node.warp(images, depth_image, path, relative, 0, node_device)
         row = {"size": f"{width}x{height}", "frames": args.frames, "splat_s": round(splat_s, 4),
                "node_s": round(node_s, 4), "per_frame_ms": round(1000 * splat_s / args.frames, 2),
                "hole_share": round(float(mask.float().mean()), 4)}
