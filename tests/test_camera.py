@@ -101,3 +101,22 @@ def test_metric_depth_with_no_depth_at_the_centre_is_refused(clip):
     depth[0, HEIGHT // 2, WIDTH // 2] = 0.0
     with pytest.raises(InverseDVSError, match="centre of anchor frame 0 is not positive"):
         ForwardWarp().warp(images, depth.unsqueeze(-1), _path()[0], METRIC, 0)
+
+
+def test_preview_marks_pivot_anchor_and_cameras():
+    from inversedvs.warp import path_preview as pp
+
+    _, preview = _path("orbit right", frames=13)
+    image = preview[0]
+
+    def count(color):
+        return int(((image - torch.tensor(color)).abs().amax(-1) < 1e-3).sum())
+
+    assert count(pp.PIVOT) > 2 * 30  # a dot in each of the two views
+    assert count(pp.ANCHOR) > 2 * 30
+    assert count(pp.LAST.tolist()) > 0  # the first camera is the anchor here, drawn green on top
+    # the orbit to the right draws cameras right of the pivot in the top view (left half)
+    top = image[:, : pp.PANEL_SIZE]
+    last = ((top - pp.LAST).abs().amax(-1) < 1e-3).nonzero()
+    pivot = ((top - torch.tensor(pp.PIVOT)).abs().amax(-1) < 1e-3).nonzero()
+    assert float(last[:, 1].float().mean()) > float(pivot[:, 1].float().mean()) + 20
