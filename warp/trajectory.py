@@ -11,7 +11,7 @@ Blank lines and lines starting with '#' are ignored.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
