@@ -123,6 +123,13 @@ def check_same_size(node: str, **sizes: tuple[int, int]) -> tuple[int, int]:
     return values.pop()
 
 
+def check_finite_result(tensor: torch.Tensor, what: str, node: str, hint: str) -> torch.Tensor:
+    """A node's own result must be finite; otherwise the inputs drove the maths out of range (``hint``: what to change)."""
+    if not torch.isfinite(tensor).all():
+        raise InverseDVSError(f"{node}: {what} came out with NaN or infinite values. {hint}")
+    return tensor
+
+
 def check_4k_plus_1(frames: int, node: str) -> int:
     """A frame count the video VAE accepts: 4k+1 (1, 5, 9, ..., 49)."""
     if frames < 1 or (frames - 1) % TEMPORAL_STRIDE:

@@ -15,6 +15,8 @@ DEPTH_KIND_CHOICES = ("relative (white = near)", "metric")
 DEPTH_KINDS = dict(zip(DEPTH_KIND_CHOICES, (dep.RELATIVE, dep.METRIC)))
 DEVICE_CHOICES = ("auto", "cpu")
 MAX_DILATE = 64
+FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius offset of thousands of orbit radii); "
+                 "use radius offsets below 1 (1 puts the camera on the pivot) and moderate moves.")
 # Peak memory of the warp in units of one float32 RGB video of the same size (measured on an H100:
 # 3.64 GiB for 49 frames at 1024x576, about 10.5 such videos).
 WARP_MEMORY_COPIES = 11
@@ -86,6 +88,7 @@ class ForwardWarp:
             warped, mask = forward_warp(images.to(target), z, camera_path.anchor_to_frame(radius),
                                         camera_path.source_intrinsics(height, width),
                                         camera_path.target_intrinsics(height, width), int(dilate_holes))
+            _validate.check_finite_result(warped, "the warped video", node, FAR_PATH_HINT)
         return (warped.to(images.device), mask.to(images.device))
 
 

@@ -675,6 +675,43 @@ def _(box):
     Sample().sample(**sample_args(clean=bare, mode="reference"))
 
 
+@case("Forward Warp", "a camera path that flies absurdly far (radius offset 1e6)", "NaN or infinite values")
+def _(box):
+    path = CameraTrajectory().build("custom keyframes", "0 0\n0 0\n0 1e6", TINY_FRAMES, 1.0, 0, DEFAULT_FOV, 1.0)[0]
+    warp(path=path)
+
+
+@case("Forward Warp", "RGBA frames (4 channels) from another pack", "IMAGE batch")
+def _(box):
+    warp(images=torch.rand(TINY_FRAMES, TINY_H, TINY_W, 4))
+
+
+@case("Camera Trajectory", "'nan' typed as a keyframe", "only finite numbers")
+def _(box):
+    keyframes("0 nan\n0 10\n0 0")
+
+
+@case("Load Video", "a text file renamed to .mp4", "could not be opened as a video")
+def _(box):
+    box.write("input/notes.mp4", b"shot list: 1. beach 2. corgi\n" * 50)
+    load("notes.mp4")
+
+
+@case("K-RNR Invert", "steps and strength that leave no step to sample (1 step at 0.98)", "leaves no step to sample")
+def _(box):
+    KRNRInvert().invert(tiny_model(), tiny_latent(), 1, 0.98, "sampling_start")
+
+
+@case("Stochastic Latent Modulation", "noise from another model (16 channels)", "has 16 channels")
+def _(box):
+    StochasticLatentModulate().modulate(tiny_latent(), {"samples": torch.zeros(1, 16, 3, 8, 12)}, hole_mask(), 42)
+
+
+@case("VAE Decode Video", "a bare tensor instead of a LATENT", "is not a LATENT")
+def _(box):
+    VAEDecode().decode(tiny_model(), torch.zeros(1, 4, 3, 8, 12), False)
+
+
 @accepted("Stochastic Latent Modulation", "a mask that is all visible (nothing to synthesise)",
           "Accepted (the 'still (identity)' camera preset gives it): every fully visible latent cell is returned "
           "unchanged, and Sample then re-renders the input.")
