@@ -3,7 +3,8 @@
 Three policies, one interface (:class:`Placement`):
 
 ``resident``
-    every registered module sits on the compute device for the whole run (fastest, most memory).
+    every registered module sits on the compute device for the whole run (most memory). A module
+    registered from host memory keeps its host copy, so ``release_all`` costs no copy back.
 ``model_offload``
     a module's weights live in host memory and come to the device for the duration of
     ``with placement.use(name)``; leaving the block drops the device copy, so other stages (VAE
@@ -168,6 +169,11 @@ def _wait_for(flat: torch.Tensor, ready, device: torch.device) -> None:
     flat.record_stream(compute)
 
 
+def _on(t: torch.Tensor, device: torch.device) -> bool:
+    """Whether tensor ``t`` lives on ``device`` (an index-less device matches any index of its type)."""
+    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
+
+
 def repeated_blocks(module: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The longest ``nn.ModuleList`` of ``module`` whose items share one class (≥ MIN_STREAMED_BLOCKS), else None.
 
@@ -299,8 +305,12 @@ class Placement:
         if self.noop:
             return
         if self.policy == "resident":
-            module.to(self.device)
-            entry.on_device = True
+            tensors = _tensors_of(module)
+            if not all(_on(t, self.device) for t in tensors):
+                # keep the host copies: leaving the device later costs no copy back
+                entry.moving = tensors
+                entry.loose = LooseTensors(tensors)
+            self._to_device(entry)
             return
         module.to(self.offload_device)
         blocks = repeated_blocks(module) if self.policy == "sequential_offload" else None
@@ -313,7 +323,7 @@ class Placement:
         entry.loose = LooseTensors(entry.moving)
 
     def unregister(self, name: str) -> torch.nn.Module:
-        """Stop managing ``name`` (its weights stay where they are: host memory when offloaded)."""
+        """Stop managing ``name``; its weights end in host memory (a module built on the device stays there)."""
         entry = self._entries.pop(name)
         if entry.stream is not None:
             entry.stream.remove()
@@ -338,8 +348,7 @@ class Placement:
             return
         if self.policy == "resident":
             if not entry.on_device:
-                entry.module.to(self.device)
-                entry.on_device = True
+                self._to_device(entry)
             yield entry.module
             return
         entry.depth += 1
@@ -363,6 +372,14 @@ class Placement:
                     entry.stream.stop()
                 _detach(entry)
 
+    def _to_device(self, entry: _Entry) -> None:
+        """Resident placement: the module's weights onto the device (keeping host copies when it has them)."""
+        if entry.loose is not None:
+            entry.loose.attach(self.device)
+        else:
+            entry.module.to(self.device)
+        entry.on_device = True
+
     def release_all(self) -> None:
         """Take every registered module off the device (host memory keeps the weights) and free the cache."""
         for entry in self._entries.values():
@@ -372,9 +389,9 @@ class Placement:
                 entry.stream.stop()
             _detach(entry)
             entry.depth = 0
-            if entry.on_device:
+            if entry.on_device and entry.loose is None:  # built on the device: no host copy to return to
                 entry.module.to(self.offload_device)
-                entry.on_device = False
+            entry.on_device = False
         if self.device.type == "cuda" and torch.cuda.is_available():
             torch.cuda.empty_cache()
 

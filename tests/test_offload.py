@@ -178,3 +178,28 @@ def test_offload_policies_move_weights_only_inside_use(policy):
         assert len(entry.moving) == len(_tensors_of(model))
     placement.release_all()
     assert torch.equal(model(x), expected)
+
+
+def test_resident_keeps_host_copies_so_release_costs_no_copy_back(monkeypatch):
+    from inversedvs.backend import offload
+
+    model, x = _model_and_input()
+    expected = model(x)
+    tensors = _tensors_of(model)
+    host_ptrs = [t.data_ptr() for t in tensors]
+    monkeypatch.setattr(offload, "_on", lambda t, device: False)  # the weights count as "in host memory"
+    placement = Placement("resident", torch.device("cpu"))
+    placement.noop = False  # CPU copies stand in for device copies
+    placement.register("text_encoder", model)
+    device_ptrs = [t.data_ptr() for t in tensors]
+    assert not set(device_ptrs) & set(host_ptrs)
+    with placement.use("text_encoder") as m:
+        assert m is model and [t.data_ptr() for t in tensors] == device_ptrs
+        assert torch.equal(m(x), expected)
+    placement.release_all()
+    assert [t.data_ptr() for t in tensors] == host_ptrs  # the very same host tensors, nothing copied back
+    with placement.use("text_encoder"):  # a later use brings the weights again
+        assert not set(t.data_ptr() for t in tensors) & set(host_ptrs)
+    placement.unregister("text_encoder")
+    assert [t.data_ptr() for t in tensors] == host_ptrs
+    assert torch.equal(model(x), expected)
