@@ -15,8 +15,8 @@
   as the model; inductor's on-disk cache makes a restart cheap). One compile per distinct input
   shape: batch 1 (inversion), batch 2 (guided sampling), and each new frame count or size.
 
-On a CPU, or when a step is unavailable (no diffusers processor, no compiler), the step is
-skipped and the model runs as before. Block forwards are compiled, not the module call, so the
+On a CPU, or when a step is unavailable (no diffusers processor, no Triton, a compiler
+failure), the step is skipped and the model runs as before. Block forwards are compiled, not the module call, so the
 offload hooks of ``backend.offload`` keep running eagerly around them.
 """
 
@@ -105,15 +105,31 @@ def compile_repeated_blocks(transformer: torch.nn.Module, backend: str = "induct
     return True
 
 
+# Block classes whose compilation failed on this machine; they run eagerly from then on.
+_COMPILE_FAILED: set = set()
+
+
 def _call_contiguous(compiled, block, *args, **kwargs):
-    """Call ``compiled(block, ...)`` with dense tensor arguments.
+    """Call ``compiled(block, ...)`` with dense tensor arguments; run eagerly if compiling fails.
 
     The first block receives slices of the patch embedding (strided views); making them dense
     lets the first block reuse the compilation of the others instead of adding one of its own.
+    A compiler failure (e.g. no working Triton / C compiler) is reported once as a warning and
+    the block class falls back to its plain forward, so a run never fails because of it.
     """
-    args = [_dense(a) for a in args]
-    kwargs = {k: _dense(v) for k, v in kwargs.items()}
-    return compiled(block, *args, **kwargs)
+    block_type = type(block)
+    if block_type not in _COMPILE_FAILED:
+        import torch._dynamo.exc as dynamo_exc
+
+        try:
+            return compiled(block, *[_dense(a) for a in args], **{k: _dense(v) for k, v in kwargs.items()})
+        except (dynamo_exc.BackendCompilerFailed, dynamo_exc.InternalTorchDynamoError) as error:
+            import warnings
+
+            warnings.warn(f"InverseDVS: compiling {block_type.__name__} failed ({type(error).__name__}); "
+                          "running it without compilation.")
+            _COMPILE_FAILED.add(block_type)
+    return block_type.forward(block, *args, **kwargs)
 
 
 def _dense_strides(shape) -> tuple[int, ...]:
@@ -158,6 +174,16 @@ def _with_attention_context(transformer: torch.nn.Module) -> None:
     transformer._inversedvs_sdpa = True
 
 
+def _has_triton() -> bool:
+    """Whether inductor can generate GPU kernels here (Triton importable with a supported GPU)."""
+    try:
+        from torch.utils._triton import has_triton
+
+        return bool(has_triton())
+    except ImportError:
+        return False
+
+
 def speed_up_transformer(transformer: torch.nn.Module, *, compile_blocks: bool,
                          fuse_projections: bool = False) -> torch.nn.Module:
     """Apply the GPU speed-ups above to ``transformer`` (in place) and return it.
@@ -172,7 +198,7 @@ def speed_up_transformer(transformer: torch.nn.Module, *, compile_blocks: bool,
         applied["sdpa"] = True
         if fuse_projections:
             applied["fused_qkv"] = fuse_qkv(transformer)
-        if compile_blocks:
+        if compile_blocks and _has_triton():
             applied["compiled_blocks"] = compile_repeated_blocks(transformer)
     transformer.inversedvs_accel = applied
     return transformer

@@ -1,5 +1,7 @@
 """GPU speed-ups (backend/accel.py): exact or near-exact on CPU, shared compilation, no-op without CUDA."""
 
+import functools
+
 import pytest
 import torch
 
@@ -97,3 +99,27 @@ def test_attention_context_prefers_cudnn_then_flash():
     with accel.attention_context():
         out = torch.nn.functional.scaled_dot_product_attention(q, q, q)
     torch.testing.assert_close(out, torch.nn.functional.scaled_dot_product_attention(q, q, q))
+
+
+def test_a_compiler_failure_falls_back_to_the_plain_block():
+    import torch._dynamo.exc as dynamo_exc
+
+    model = _tiny_transformer()
+    args = _inputs()
+    expected = _run(model, *args)
+    assert accel.compile_repeated_blocks(model, backend="eager")
+    calls = []
+
+    def broken(block, *a, **k):
+        calls.append(1)
+        raise dynamo_exc.BackendCompilerFailed(broken, RuntimeError("no compiler"), None)
+
+    for block in model.transformer_blocks:  # every block now routes through a failing compiler
+        block.forward = functools.partial(accel._call_contiguous, broken, block)
+    try:
+        with pytest.warns(UserWarning, match="running it without compilation"):
+            got = _run(model, *args)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        assert len(calls) == 1  # tried once, then the class runs eagerly
+    finally:
+        accel._COMPILE_FAILED.clear()
