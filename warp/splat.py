@@ -4,13 +4,16 @@ Every source pixel is lifted to 3-D with its depth, moved into the target camera
 its colour is spread over the four target pixels around where it lands (bilinear weights). Each
 contribution is also weighted by 1 / exp(SHARPNESS · log(1 + z) / max log(1 + z)), z its depth in
 the target camera, so nearer surfaces dominate farther ones landing on the same pixel. Target
-pixels that receive (almost) nothing are holes: surfaces the source camera never saw; isolated
-one-pixel holes inside a seen surface (cracks where the move stretches it) are filled from their
-neighbours.
+pixels that receive (almost) nothing are holes: surfaces the source camera never saw. Where the
+move magnifies a surface (dolly in, a near floor) its splats no longer touch and leave gaps of a
+pixel or two: a run of at most MAX_GAP hole pixels along a row, column or diagonal between two
+seen pixels of the same surface (depths within GAP_DEPTH_TOLERANCE) is such a gap and is
+interpolated from them. Disocclusions are bordered by a near and a far surface: they stay holes.
 
 All frames go through one scatter per bilinear corner and channel (``scatter_add_``) — no Python
-loop over frames, no host synchronisation — and the arithmetic works on separable rays and fused
-per-frame projection matrices, so memory traffic stays a few passes over [F, H, W].
+loop over frames, one host synchronisation (listing the gap candidates) — and the arithmetic
+works on separable rays and fused per-frame projection matrices, so memory traffic stays a few
+passes over [F, H, W].
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ MIN_COVERAGE = 0.1
 # Landing positions are clamped to [-1, W] x [-1, H]; the scatter grid has one border column/row
 # on the left/top and two on the right/bottom so every bilinear corner has a slot. Borders are cut.
 PAD_BEFORE, PAD_AFTER = 1, 2
-# A hole pixel with at least this many seen pixels among its 8 neighbours is a crack (a surface
-# stretched by the move so its splats no longer touch), not a disocclusion: it is filled from them.
-CRACK_MIN_NEIGHBOURS = 6
+# Gap filling: a run of at most MAX_GAP hole pixels along one of these directions (row, column,
+# two diagonals; (dv, du) steps) between two seen pixels whose depths differ by at most
+# GAP_DEPTH_TOLERANCE (relative) is a gap in a magnified surface, not a disocclusion.
+GAP_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
+MAX_GAP = 2
+GAP_DEPTH_TOLERANCE = 0.1
 # Landing positions are snapped to 1/SNAP pixel, so a point that lands on a pixel centre up to
 # float32 round-off (e.g. every point of an identity move) gives that pixel all its weight and its
 # neighbours exactly none (a tiny bilinear share times a large near-surface weight would show).
@@ -118,25 +124,51 @@ def splat_bilinear(values: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
     return out[:c].permute(1, 2, 3, 0), out[c], out[c + 1]
 
 
-def box_sum(x: torch.Tensor) -> torch.Tensor:
-    """3x3 neighbourhood sums of x [F, H, W, C] (zero outside the image), same shape."""
-    f, h, w, c = x.shape
-    summed = F.avg_pool2d(x.permute(0, 3, 1, 2), 3, stride=1, padding=1, count_include_pad=True) * 9.0
-    return summed.permute(0, 2, 3, 1)
+def next_to_seen(seen: torch.Tensor) -> torch.Tensor:
+    """Pixels [F, H, W] bool with a seen pixel among their 8 neighbours; seen [F, H, W] bool."""
+    padded = F.pad(seen.to(torch.uint8), (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return torch.maximum(torch.maximum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:]).bool()
 
 
-def fill_cracks(accum: torch.Tensor, weight_sum: torch.Tensor, seen: torch.Tensor):
-    """Fill one-pixel cracks: hole pixels with ≥ CRACK_MIN_NEIGHBOURS seen neighbours take the
-    depth-weighted mix of those neighbours' splats (so near surfaces still win).
+def fill_gaps(values: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpolate the gaps of magnified surfaces (see the module docstring), in place.
 
-    accum [F, H, W, C], weight_sum [F, H, W], seen [F, H, W] bool → (accum, weight_sum, seen) updated.
+    values [F, H, W, C] contiguous (normalised splats; the last channel is the depth in the target camera),
+    seen [F, H, W] bool. A gap is a run of at most MAX_GAP hole pixels along a row, column or
+    diagonal between two seen pixels whose depths agree within GAP_DEPTH_TOLERANCE. A gap pixel
+    takes, averaged over the directions where it is one, the linear interpolation between those two
+    pixels (all channels, depth included). Returns (values, seen) with the gaps filled and seen.
+    Only hole pixels next to a seen pixel are examined; the search runs on a depth grid padded by
+    MAX_GAP (never seen), so it needs no bounds checks.
     """
-    stacked = torch.cat([accum, weight_sum.unsqueeze(-1), seen.unsqueeze(-1).to(accum)], -1) * seen.unsqueeze(-1)
-    around = box_sum(stacked)
-    crack = ~seen & (around[..., -1] >= CRACK_MIN_NEIGHBOURS - 0.5) & (around[..., -2] > 0)
-    accum = torch.where(crack.unsqueeze(-1), around[..., :-2], accum)
-    weight_sum = torch.where(crack, around[..., -2], weight_sum)
-    return accum, weight_sum, seen | crack
+    f, h, w, c = values.shape
+    g = MAX_GAP
+    candidates = (~seen & next_to_seen(seen)).reshape(-1).nonzero().squeeze(1)
+    flat = values.view(-1, c)
+    pw = w + 2 * g
+    padded_index = (candidates // w + (candidates // (h * w) * 2 + 1) * g) * pw + candidates % w + g
+    seen_depth = F.pad(torch.where(seen, values[..., -1], 0.0), (g, g, g, g)).reshape(-1)
+    total = torch.zeros(candidates.shape[0], c, dtype=values.dtype, device=values.device)
+    count = torch.zeros(candidates.shape[0], dtype=values.dtype, device=values.device)
+    for dv, du in GAP_DIRECTIONS:
+        ends = []
+        for sign in (1, -1):
+            steps = torch.zeros(candidates.shape[0], dtype=values.dtype, device=values.device)
+            for k in range(g, 0, -1):  # the nearest seen pixel wins
+                steps = torch.where(seen_depth[padded_index + sign * k * (dv * pw + du)] > 0, float(k), steps)
+            ends.append((flat[candidates + steps.long() * (sign * (dv * w + du))], steps))
+        (a, steps_a), (b, steps_b) = ends  # steps 0: the candidate itself, never used (ok is False)
+        za, zb = a[:, -1], b[:, -1]
+        ok = ((steps_a > 0) & (steps_b > 0) & (steps_a + steps_b <= g + 1)
+              & ((za - zb).abs() <= GAP_DEPTH_TOLERANCE * torch.minimum(za, zb)))
+        span = (steps_a + steps_b).clamp_min(1.0)
+        total += (a * (steps_b / span).unsqueeze(-1) + b * (steps_a / span).unsqueeze(-1)) * ok.unsqueeze(-1)
+        count += ok
+    gap = count > 0
+    flat[candidates] = torch.where(gap.unsqueeze(-1), total / count.clamp_min(1.0).unsqueeze(-1), flat[candidates])
+    seen.view(-1)[candidates] = gap
+    return values, seen
 
 
 def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -163,10 +195,13 @@ def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Te
                         transforms.to(device=device, dtype=torch.float32),
                         K_target.to(device=device, dtype=torch.float32))
     valid = (depth > 0) & (z > MIN_Z)
-    accum, weight_sum, coverage = splat_bilinear(images, u, v, depth_weights(z, valid))
+    # The target depth travels as an extra channel: gap filling compares it across a gap.
+    accum, weight_sum, coverage = splat_bilinear(torch.cat([images, z.unsqueeze(-1)], -1), u, v,
+                                                 depth_weights(z, valid))
     seen = (coverage >= MIN_COVERAGE) & (weight_sum > 0)
-    accum, weight_sum, seen = fill_cracks(accum, weight_sum, seen)
-    warped = accum.div_(weight_sum.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)).mul_(seen.unsqueeze(-1))
+    splats = accum.div_(weight_sum.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)).contiguous()
+    splats, seen = fill_gaps(splats, seen)
+    warped = splats[..., :-1].mul_(seen.unsqueeze(-1))
     mask = dilate_mask((~seen).float(), dilate)
     if dilate > 0:
         warped = warped * (1.0 - mask).unsqueeze(-1)
