@@ -7,8 +7,8 @@ memory as the real weights), a random warped video with a hole mask, 30 steps, s
     encoded twice, two transformer passes per inversion step (guidance 6 on two empty prompts),
     inversion up to timestep 999, reference K-RNR, guided sampling, decoded twice; no speed-ups.
 (b) ``default``: the pack's defaults — Load Video Model (memory = model_offload, compiled blocks),
-    Encode Text (T5 brought in for the call), VAE Encode, K-RNR Invert (one pass per step, up to
-    the sampling start), SLM, Sample (paper K-RNR, guided), VAE Decode. Run twice: the first run
+    Encode Text (T5 brought in for the call), VAE Encode, K-RNR Invert (one pass per step, the node's
+    default inversion end), SLM, Sample (paper K-RNR, guided), VAE Decode. Run twice: the first run
     includes compilation.
 (b_ref) the reference's settings through the fast path (one inversion pass per step, terminal
     inversion, reference K-RNR, compiled): its output against (a)'s is the cost of the speed-ups.
@@ -203,7 +203,7 @@ def fast_flow(model, video, mask, tiled, reference_settings=False):
     Every node runs again (as in a queue item whose inputs all changed); the loaded model is
     reused, as ComfyUI reuses the Load Video Model output between queue items.
     """
-    from inversedvs.nodes.diffusion import INVERSION_ENDS, KRNRInvert, Sample, StochasticLatentModulate
+    from inversedvs.nodes.diffusion import DEFAULT_INVERSION_END, INVERSION_ENDS, KRNRInvert, Sample, StochasticLatentModulate
     from inversedvs.nodes.model import DEFAULT_NEGATIVE, EncodeText, VAEDecode, VAEEncode
 
     model._empty_embeds = None  # the empty prompt is encoded again too
@@ -213,7 +213,7 @@ def fast_flow(model, video, mask, tiled, reference_settings=False):
     with clock.stage("encode"):
         (latent,) = VAEEncode().encode(model, video, tiled)
     with clock.stage("invert"):
-        end = INVERSION_ENDS[1] if reference_settings else INVERSION_ENDS[0]
+        end = INVERSION_ENDS[1] if reference_settings else DEFAULT_INVERSION_END
         (noise,) = KRNRInvert().invert(model, latent, STEPS, STRENGTH, end)
     with clock.stage("sample"):
         if reference_settings:  # the reference's modulation happens inside its K-RNR rounds
