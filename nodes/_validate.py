@@ -54,6 +54,15 @@ def check_range(value: float, lo: float, hi: float, name: str, node: str, *, lo_
     return value
 
 
+def check_values_within(values, limit: float, name: str, node: str, hint: str = "") -> None:
+    """Every value in ``values`` within [-limit, limit] (typed numbers that would blow up the maths)."""
+    worst = max((abs(v) for v in values), default=0.0)
+    if worst > limit:
+        raise InverseDVSError(
+            f"{node}: {name} reach {worst:g}; keep them within ±{limit:g}." + (f" {hint}" if hint else "")
+        )
+
+
 def check_steps(steps: int, node: str) -> int:
     """A number of diffusion steps (>= 1)."""
     if int(steps) != steps or steps < 1:

@@ -15,6 +15,9 @@ MAX_FRAMES = 1024
 MIN_RADIUS_SCALE = 0.01
 MAX_RADIUS_SCALE = 10.0
 MAX_AMOUNT = 5.0
+# Bounds of typed keyframes: a turn and a half either way, and ten orbit radii of travel.
+MAX_KEYFRAME_DEG = 540.0
+MAX_KEYFRAME_RADIUS = 10.0
 
 
 class CameraTrajectory:
@@ -77,6 +80,9 @@ class CameraTrajectory:
             raise InverseDVSError(f"{node}: frames = {frames}; at least 1 frame is needed (49 for CogVideoX).")
         if preset == traj.CUSTOM:
             keys, label = traj.parse_keyframes(keyframes, f"{node}: keyframes"), "keyframes"
+            _validate.check_values_within(keys.theta + keys.phi, MAX_KEYFRAME_DEG, "the angle keyframes (lines 1-2)", node)
+            _validate.check_values_within(keys.forward, MAX_KEYFRAME_RADIUS, "the radius offsets (line 3)", node,
+                                          "1 puts the camera on the pivot; -1 doubles its distance.")
         else:
             keys, label = traj.preset_keyframes(preset, amount), preset
         try:

@@ -675,10 +675,22 @@ def _(box):
     Sample().sample(**sample_args(clean=bare, mode="reference"))
 
 
-@case("Forward Warp", "a camera path that flies absurdly far (radius offset 1e6)", "NaN or infinite values")
+@case("Camera Trajectory", "a radius offset of a million orbit radii", "radius offsets (line 3) reach 1e+06")
 def _(box):
-    path = CameraTrajectory().build("custom keyframes", "0 0\n0 0\n0 1e6", TINY_FRAMES, 1.0, 0, DEFAULT_FOV, 1.0)[0]
-    warp(path=path)
+    keyframes("0 0\n0 0\n0 1e6")
+
+
+@case("Camera Trajectory", "an azimuth of 10000 degrees", "angle keyframes (lines 1-2) reach 10000")
+def _(box):
+    keyframes("0 0\n0 10000\n0 0")
+
+
+@case("Forward Warp", "a scripted camera path that flies absurdly far (radius offset 1e6)", "NaN or infinite values")
+def _(box):
+    from inversedvs.warp import trajectory
+
+    keys = trajectory.Keyframes(forward=(0.0, 1e6))
+    warp(path=trajectory.camera_path(keys, TINY_FRAMES, DEFAULT_FOV, 1.0, 0, "script"))
 
 
 @case("Forward Warp", "RGBA frames (4 channels) from another pack", "IMAGE batch")
