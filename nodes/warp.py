@@ -17,9 +17,10 @@ DEVICE_CHOICES = ("auto", "cpu")
 MAX_DILATE = 64
 FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius offset of thousands of orbit radii); "
                  "use radius offsets below 1 (1 puts the camera on the pivot) and moderate moves.")
-# Peak memory of the warp in units of one float32 RGB video of the same size (measured on an H100:
-# 3.64 GiB for 49 frames at 1024x576, about 10.5 such videos).
-WARP_MEMORY_COPIES = 11
+# Peak memory of the warp in units of one float32 RGB video of the same size: 10.5 such videos on an
+# H100 (3.64 GiB for 49 frames at 1024x576) before the target depth became a fourth splat channel
+# for gap filling, which raised the CPU peak above the inputs from 8.2 to 10.0 videos (+1.8).
+WARP_MEMORY_COPIES = 13
 
 
 class ForwardWarp:
