@@ -540,7 +540,7 @@ def main(argv=None) -> int:
         return 2
 
     names = [flow.name for flow in mw.workflows()]
-    geometry, full = names[0], names[1]
+    geometry, full, sweep = names
     base = tempfile.mkdtemp(prefix="inversedvs_host_")
     server = None
     ok = True
@@ -559,6 +559,7 @@ def main(argv=None) -> int:
         report(True, f"run {geometry}", check_run(server, geometry, base))
         if not args.skip_full:
             report(True, f"run {full} (tiny models)", check_run(server, full, base, FULL_RUN_OVERRIDES))
+            report(True, f"run {sweep} (tiny models)", check_run(server, sweep, base, FULL_RUN_OVERRIDES))
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:

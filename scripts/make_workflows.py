@@ -510,7 +510,8 @@ FULL_NOTE = """## InverseDVS: the full pipeline
 One video in, the same moments seen from a **new, moving camera** out (CogVideoX-5B-I2V, no training).
 
 **Group 1, geometry** (seconds, no GPU): depth, camera path, forward warp. Check the warp and the
-hole mask first; change the path until the move looks right.
+hole mask first; change the path until the move looks right. Depth needs a Depth Anything V2 folder
+(transformers layout) in `models/inversedvs_depth/`, e.g. `Depth-Anything-V2-Small-hf`.
 
 **Group 2, the video model**: put CogVideoX-5B-I2V (diffusers layout) in
 `models/inversedvs_video/`. *K-RNR Invert* runs once; change *k*, *guidance*, *preservation* or the

@@ -37,7 +37,7 @@ def test_pack_runs_in_comfyui(tmp_path):
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     for check in ("pack imported", "/object_info", "templates", "run inversedvs_geometry_preview",
-                  "run inversedvs_full_pipeline"):
+                  "run inversedvs_full_pipeline", "run inversedvs_sweep_k_guidance"):
         assert any(line.startswith("[ok] " + check) for line in lines), check
     assert not any(line.startswith("[FAIL]") for line in lines)
     if any(line.startswith("[ok] frontend") for line in lines):
