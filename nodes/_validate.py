@@ -318,8 +318,8 @@ def out_of_memory_as_error(node: str, stage: str, low_vram_option: str, needed_b
             need += f"; {format_bytes(free_memory_bytes(device))} is free"
         need += "."
     raise InverseDVSError(
-        f"{node}: out of memory while {stage}{asked}.{need} Set {low_vram_option} on the model "
-        "loader, or use fewer frames or a smaller size."
+        f"{node}: out of memory while {stage}{asked}.{need} Set {low_vram_option}, or use fewer "
+        "frames or a smaller size."
     ) from None
 
 

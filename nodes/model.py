@@ -23,7 +23,7 @@ NO_LORA = "none"
 DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 POLICY_CHOICES = ("resident", "model_offload", "sequential_offload")
 DEFAULT_POLICY = "model_offload"
-LOW_VRAM_OPTION = "memory = sequential_offload"
+LOW_VRAM_OPTION = "memory = sequential_offload on Load Video Model"
 DEFAULT_NEGATIVE = (
     "cluttered, messy composition, blurry, out of focus, smeared details, black empty regions, dark holes, "
     "missing areas, distorted, warped shapes, low quality, flickering, artifacts"
@@ -208,7 +208,8 @@ class VAEEncode:
         _validate.check_4k_plus_1(frames, node)
         _validate.check_multiple_of_16(height, width, node)
         model.check_latent_size(height // model.spatial_compression, width // model.spatial_compression, node)
-        with _validate.out_of_memory_as_error(node, "encoding the video", "tiled = true or " + LOW_VRAM_OPTION):
+        low_vram = "tiled = true on this node or " + LOW_VRAM_OPTION
+        with _validate.out_of_memory_as_error(node, "encoding the video", low_vram):
             mean, std = model.encode_video(images.float(), tiled=bool(tiled))
         return (video_latent(mean, std, model.model_id),)
 
@@ -237,7 +238,8 @@ class VAEDecode:
         node = self.DISPLAY_NAME
         check_model(model, node)
         samples = check_model_latent(latent, model, node)
-        with _validate.out_of_memory_as_error(node, "decoding the video", "tiled = true or " + LOW_VRAM_OPTION):
+        low_vram = "tiled = true on this node or " + LOW_VRAM_OPTION
+        with _validate.out_of_memory_as_error(node, "decoding the video", low_vram):
             images = model.decode(samples.float(), tiled=bool(tiled))
         return (images,)
 

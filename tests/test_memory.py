@@ -112,9 +112,19 @@ def live_tensors() -> tuple[int, int]:
 
 
 def rss_bytes() -> int:
+    """Resident memory after a collection, with freed heap handed back to the OS (glibc) first,
+    so that allocator caching between runs does not read as growth."""
+    import ctypes
+    import ctypes.util
+
     import psutil
 
     gc.collect()
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        libc = ctypes.CDLL(libc_name)
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
     return psutil.Process().memory_info().rss
 
 
