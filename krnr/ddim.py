@@ -54,18 +54,24 @@ def ddim_inversion_step(schedule: NoiseSchedule, x: torch.Tensor, v: torch.Tenso
     return ddim_move(x, v, schedule.alpha_bar(schedule.prev(t, steps)), schedule.alpha_bar(t))
 
 
+def _march(step, schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], steps: int,
+           predict_v: PredictV, callback: StepCallback | None) -> torch.Tensor:
+    """Apply ``step`` at each timestep in order, one model call each, reporting to ``callback``."""
+    for i, t in enumerate(timesteps):
+        v = predict_v(x, t)
+        x = step(schedule, x, v.to(x.dtype), t, steps)
+        if callback is not None:
+            callback(i, t, x)
+    return x
+
+
 def sample(schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
            callback: StepCallback | None = None) -> torch.Tensor:
     """DDIM sampling: x at timesteps[0] → clean latent, one model call per timestep (descending list).
 
     ``x``: noisy latent [B, C, T, h, w] (any shape ``predict_v`` accepts); returns the same shape.
     """
-    for i, t in enumerate(timesteps):
-        v = predict_v(x, t)
-        x = ddim_step(schedule, x, v.to(x.dtype), t, steps)
-        if callback is not None:
-            callback(i, t, x)
-    return x
+    return _march(ddim_step, schedule, x, timesteps, steps, predict_v, callback)
 
 
 def invert(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
@@ -75,13 +81,7 @@ def invert(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int], step
     At a zero-terminal-SNR last timestep (ᾱ = 0) the result is the model's noise prediction ε.
     ``x0``: [B, C, T, h, w]; returns the same shape.
     """
-    x = x0
-    for i, t in enumerate(timesteps):
-        v = predict_v(x, t)
-        x = ddim_inversion_step(schedule, x, v.to(x.dtype), t, steps)
-        if callback is not None:
-            callback(i, t, x)
-    return x
+    return _march(ddim_inversion_step, schedule, x0, timesteps, steps, predict_v, callback)
 
 
 def inversion_timesteps(schedule: NoiseSchedule, steps: int, strength: float, to_terminal: bool) -> list[int]:

@@ -163,23 +163,6 @@ def check_multiple_of_16(height: int, width: int, node: str) -> tuple[int, int]:
     return height, width
 
 
-def check_depth(depth: torch.Tensor, node: str) -> torch.Tensor:
-    """A depth video: finite, not all zero, not constant (a flat map carries no geometry)."""
-    if torch.isnan(depth).any():
-        raise InverseDVSError(f"{node}: the depth contains NaN values; re-run the depth node or use another depth map.")
-    if torch.isinf(depth).any():
-        raise InverseDVSError(f"{node}: the depth contains infinite values; re-run the depth node or use another depth map.")
-    lo, hi = depth.amin().item(), depth.amax().item()
-    if hi <= 0:
-        raise InverseDVSError(f"{node}: the depth is zero everywhere; connect a real depth map (white = near).")
-    if hi - lo <= 0:
-        raise InverseDVSError(
-            f"{node}: the depth is constant ({lo:g} everywhere), so there is no geometry to warp; "
-            "connect a real depth map (white = near)."
-        )
-    return depth
-
-
 def check_latent(latent, node: str, channels: int | None = None, name: str = "latent") -> torch.Tensor:
     """A video LATENT dict with ``samples`` [B, C, T, H, W] (C = ``channels`` when given); returns it."""
     samples = latent.get("samples") if isinstance(latent, dict) else None
