@@ -54,7 +54,7 @@ def register_model_folders() -> None:
         else:
             exts = set()  # folders, listed by model_dirs() below
         if kind in folder_paths.folder_names_and_paths:
-            paths, old_exts = folder_paths.folder_names_and_paths[kind]
+            paths = folder_paths.folder_names_and_paths[kind][0]
             if path not in paths:
                 paths.append(path)
         else:

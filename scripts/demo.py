@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pack import load_pack  # noqa: E402
 
-PACK = load_pack("inversedvs")
+load_pack("inversedvs")  # the nodes below are imported from the loaded pack
 from inversedvs.errors import InverseDVSError  # noqa: E402
 from inversedvs.nodes.camera import CameraTrajectory  # noqa: E402
 from inversedvs.nodes.depth import DepthEstimate  # noqa: E402

@@ -79,8 +79,6 @@ CORE_NODES: dict[str, dict] = {
         "output": [], "output_name": [], "display_name": "Save Video",
     },
 }
-# Frontend-only nodes: drawn on the canvas, never sent to the server (not in the API format).
-NOTE_NODES = ("Note", "MarkdownNote")
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "animated_image_upload")
