@@ -5,6 +5,9 @@
 * **attention backend**: PyTorch's scaled-dot-product attention is steered to cuDNN first
   (measured fastest on H100 for CogVideoX's 17,776-token sequences), then Flash, then the
   memory-efficient kernel, then plain math — each used only where it supports the inputs;
+* **FlashAttention-4** (``backend.attention``): where the optional ``flash-attn-4`` package is
+  installed and the GPU is a Hopper, every self-attention runs through it instead of SDPA,
+  after a self-check against SDPA;
 * **fused QKV** (``fuse_projections=True`` only): the query, key and value projections of every
   self-attention become one matrix product (diffusers' fused CogVideoX processor), the separate
   weights dropped so the model does not grow. Measured on H100 it gains nothing (cuBLAS already
@@ -27,6 +30,8 @@ import functools
 import time
 
 import torch
+
+from . import attention
 
 # SDPA backends in the order they are tried (cuDNN measured fastest for this model on H100).
 SDPA_PRIORITY = ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
@@ -184,20 +189,30 @@ def _has_triton() -> bool:
         return False
 
 
+def _dtype(module: torch.nn.Module) -> torch.dtype:
+    return next((p.dtype for p in module.parameters()), torch.float32)
+
+
 def speed_up_transformer(transformer: torch.nn.Module, *, compile_blocks: bool,
                          fuse_projections: bool = False) -> torch.nn.Module:
     """Apply the GPU speed-ups above to ``transformer`` (in place) and return it.
 
     ``transformer``: a diffusers ``CogVideoXTransformer3DModel`` (or any module; unknown parts are
     left alone). A no-op without CUDA. Call it before ``Placement.register`` (fusing makes new
-    weights). Records what was applied in ``transformer.inversedvs_accel``.
+    weights). Fusing and FlashAttention-4 exclude each other: fused projections keep their own
+    processor, so with ``fuse_projections`` attention stays on SDPA.
+    Records what was applied in ``transformer.inversedvs_accel``.
     """
-    applied = {"sdpa": False, "fused_qkv": False, "compiled_blocks": False}
+    applied = {"sdpa": False, "attention": "sdpa", "fused_qkv": False, "compiled_blocks": False}
     if torch.cuda.is_available():
         _with_attention_context(transformer)
         applied["sdpa"] = True
         if fuse_projections:
             applied["fused_qkv"] = fuse_qkv(transformer)
+        else:
+            kernel = attention.pick_kernel(torch.device("cuda", torch.cuda.current_device()), _dtype(transformer))
+            if kernel != "sdpa" and attention.use_joint_attention(transformer, kernel):
+                applied["attention"] = kernel
         if compile_blocks and _has_triton():
             applied["compiled_blocks"] = compile_repeated_blocks(transformer)
     transformer.inversedvs_accel = applied

@@ -69,6 +69,12 @@ def environment() -> dict:
         env["diffusers"] = diffusers.__version__
     except ImportError:
         pass
+    try:
+        from importlib.metadata import version
+
+        env["flash_attn_4"] = version("flash-attn-4")
+    except Exception:  # not installed (the optional FlashAttention-4 kernel)
+        pass
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)
         env["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / GIB, 1)

@@ -315,10 +315,10 @@ def main():
 
     f = res["flows"]
     if "a" in f and "b" in f:
-        res["b_over_a"] = round(f["b"]["total_s"] / f["a"]["total_s"], 3)
+        res["b_over_a"] = round(f["b"]["total_s"] / f["a"]["total_s"], 4)
         res["b_first_over_a"] = round(f["b_first"]["total_s"] / f["a"]["total_s"], 3)
     if "a" in f and "b_ref" in f:
-        res["b_ref_over_a"] = round(f["b_ref"]["total_s"] / f["a"]["total_s"], 3)
+        res["b_ref_over_a"] = round(f["b_ref"]["total_s"] / f["a"]["total_s"], 4)
         res["b_ref_vs_a"] = {"latent": C.compare(outputs["b_ref"][0], outputs["a"][0]),
                              "video": C.compare(outputs["b_ref"][1], outputs["a"][1])}
     if "b" in f and "c" in f:

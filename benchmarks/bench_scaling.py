@@ -7,7 +7,7 @@
   (CogVideoX-5B-I2V's learned position table only exists for 720x480, so the nodes refuse other
   sizes; here the table is sized to each resolution, everything else is the real architecture);
 * precision: one transformer pass in fp32 (eager) against bf16 eager and bf16 compiled, same weights;
-* where a pass's time goes: the attention call alone (cuDNN) at batch 1 and 2;
+* where a pass's time goes: the attention call alone (the kernel the pack picks) at batch 1 and 2;
 * the VAE with channels-last 3-D memory format against the default layout.
 
     python benchmarks/bench_scaling.py [--frames 17,33] [--sizes 512x320,720x480,1024x576] [--out DIR]
@@ -30,8 +30,18 @@ import bench_pipeline as BP  # noqa: E402
 import bench_transformer as BT  # noqa: E402
 import full_size  # noqa: E402
 
-INVERSION_PASSES = 29  # default flow: 32 … 966
-SAMPLING_PASSES = 29  # 966 … 32, guided (batch 2)
+
+
+def default_pass_counts() -> tuple[int, int]:
+    """(inversion passes at batch 1, guided sampling passes at batch 2) of the default flow."""
+    from inversedvs.krnr import ddim
+    from inversedvs.krnr.schedule import NoiseSchedule
+    from inversedvs.nodes.diffusion import DEFAULT_INVERSION_END, INVERSION_ENDS
+
+    schedule = NoiseSchedule()
+    to_terminal = DEFAULT_INVERSION_END == INVERSION_ENDS[1]
+    inversion = len(ddim.inversion_timesteps(schedule, BP.STEPS, BP.STRENGTH, to_terminal))
+    return inversion, len(schedule.grid(BP.STEPS, BP.STRENGTH))
 
 
 def frames_table(frames_list, parts, res, args):
@@ -85,7 +95,8 @@ def resolution_table(sizes, vae, res, args, device):
             row["vae_decode_peak_gib"] = round(C.peak_gib(), 2)
         del video, lat
         torch.cuda.empty_cache()
-        row["flow_b_estimate_s"] = round(INVERSION_PASSES * row["pass_b1_s"] + SAMPLING_PASSES * row["pass_b2_s"]
+        inversion_passes, sampling_passes = default_pass_counts()
+        row["flow_b_estimate_s"] = round(inversion_passes * row["pass_b1_s"] + sampling_passes * row["pass_b2_s"]
                                          + row["vae_encode_s"] + row["vae_decode_s"], 1)
         print(f"{size}: {row}", flush=True)
         C.save_results(args.name, res, args.out)
@@ -120,14 +131,17 @@ def precision_check(res, args, device):
 
 
 def attention_share(res, args, device):
-    from inversedvs.backend import accel
+    """The attention call alone, with the kernel the default flow picks here (flash4 or SDPA/cuDNN)."""
+    from inversedvs.backend import accel, attention
 
     rows = res.setdefault("attention_alone", {})
+    kernel = rows["kernel"] = attention.pick_kernel(device, torch.bfloat16)
+    attend = attention.ATTEND[kernel]
     tokens = BT.LATENT_FRAMES * (BT.LATENT_H // 2) * (BT.LATENT_W // 2) + BT.TEXT_TOKENS
     for batch in (1, 2):
-        q, k, v = (torch.randn(batch, 48, tokens, 64, device=device, dtype=torch.bfloat16) for _ in range(3))
+        q, k, v = (torch.randn(batch, tokens, 48, 64, device=device, dtype=torch.bfloat16) for _ in range(3))
         with accel.attention_context():
-            secs = C.median_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v), repeat=10)
+            secs = C.median_time(lambda: attend(q, k, v), repeat=10)
         flops = 4 * batch * 48 * tokens * tokens * 64
         rows[f"b{batch}"] = {"per_block_ms": round(secs * 1e3, 2), "per_pass_42_blocks_s": round(42 * secs, 3),
                              "tflops": round(flops / secs / 1e12, 1)}
