@@ -4,8 +4,8 @@
    bf16, batch 1 (inversion) and 2 (guided sampling). PyTorch SDPA steered to cuDNN (the pack's
    SDPA setting), SDPA with Flash only, and FlashAttention-4 (``backend.attention``, when the
    ``flash-attn-4`` package is installed): the pack's op (one launch per sample) and one batched
-   launch. Time (CUDA events, median), TFLOP/s (4·B·H·S²·D),
-   and each kernel's error against a float32 reference on four heads.
+   launch. Time (median of 10 synchronised calls), TFLOP/s (4·B·H·S²·D), and each kernel's error
+   against a float32 reference on four heads.
 2. One full-size transformer pass (random weights) with compiled blocks: the stock processor on
    cuDNN SDPA, then ``JointAttention`` on FlashAttention-4; output difference between the two.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import statistics
 import sys
 
 import torch
@@ -27,23 +26,9 @@ import _common as C  # noqa: E402
 import bench_transformer as T  # noqa: E402
 import full_size  # noqa: E402
 
-TOKENS, HEADS, HEAD_DIM = 226 + 13 * 30 * 45, 48, 64
+TOKENS = T.TEXT_TOKENS + T.LATENT_FRAMES * (T.LATENT_H // 2) * (T.LATENT_W // 2)  # 2×2 patches
+HEADS, HEAD_DIM = 48, 64
 REFERENCE_HEADS = 4  # heads compared with the float32 reference (a full one would need 60 GB)
-
-
-def event_time(fn, repeat=10, warmup=3) -> float:
-    """Median seconds of ``fn()`` by CUDA events."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
 
 
 def reference(q, k, v):
@@ -81,7 +66,7 @@ def kernels(attention, accel):
                     return fn(q, k, v)
 
             out = run()
-            secs = event_time(run)
+            secs = C.median_time(run, repeat=10, warmup=3)
             row = rows[f"{name}_b{batch}"] = {
                 "ms": round(secs * 1e3, 2), "tflops": round(flops / secs / 1e12, 1),
                 "vs_fp32": C.compare(out[:, :, :REFERENCE_HEADS], ref)}
@@ -93,20 +78,16 @@ def kernels(attention, accel):
 
 def passes(attention, accel, res, out_dir):
     """Compiled full-size passes: stock processor (cuDNN SDPA) vs JointAttention(flash4)."""
-    from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0
-
     dev = torch.device("cuda")
     model = full_size.build_transformer(dev)
     accel.compile_repeated_blocks(model)
     rows = res["passes"] = {}
     refs = {}
-    for kernel in ("sdpa", "flash4"):
+    for kernel in ("sdpa", "flash4"):  # a freshly built model has the stock processor (SDPA)
         if kernel == "flash4":
             if not attention._flash4_importable():
                 break
             attention.use_joint_attention(model, "flash4")
-        else:
-            model.set_attn_processor(CogVideoXAttnProcessor2_0())
         for batch in (1, 2):
             inputs = T.make_inputs(batch, dev)
             with accel.attention_context():
@@ -138,13 +119,7 @@ def main():
     from inversedvs.backend import accel, attention
 
     res = {"what": f"attention at CogVideoX-5B-I2V 49x480x720: {TOKENS} tokens, {HEADS} heads x {HEAD_DIM}, bf16",
-           "flash4_installed": attention._flash4_importable()}
-    try:
-        from importlib.metadata import version
-
-        res["flash4_version"] = version("flash-attn-4")
-    except Exception:
-        pass
+           "flash4_installed": attention._flash4_importable()}  # its version: environment.flash_attn_4
     res["kernels"] = kernels(attention, accel)
     C.save_results("attention", res, args.out)
     if not args.skip_passes:

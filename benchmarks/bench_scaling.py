@@ -31,7 +31,6 @@ import bench_transformer as BT  # noqa: E402
 import full_size  # noqa: E402
 
 
-
 def default_pass_counts() -> tuple[int, int]:
     """(inversion passes at batch 1, guided sampling passes at batch 2) of the default flow."""
     from inversedvs.krnr import ddim
@@ -67,6 +66,7 @@ def resolution_table(sizes, vae, res, args, device):
     from inversedvs.backend import accel
 
     rows = res.setdefault("resolution", {})
+    inversion_passes, sampling_passes = default_pass_counts()
     for size in sizes:
         width, height = (int(v) for v in size.split("x"))
         h, w = height // 8, width // 8
@@ -95,7 +95,6 @@ def resolution_table(sizes, vae, res, args, device):
             row["vae_decode_peak_gib"] = round(C.peak_gib(), 2)
         del video, lat
         torch.cuda.empty_cache()
-        inversion_passes, sampling_passes = default_pass_counts()
         row["flow_b_estimate_s"] = round(inversion_passes * row["pass_b1_s"] + sampling_passes * row["pass_b2_s"]
                                          + row["vae_encode_s"] + row["vae_decode_s"], 1)
         print(f"{size}: {row}", flush=True)
