@@ -87,11 +87,13 @@ def _blocks(transformer: torch.nn.Module) -> torch.nn.ModuleList | None:
     return None
 
 
-def compile_repeated_blocks(transformer: torch.nn.Module, backend: str = "inductor") -> bool:
+def compile_repeated_blocks(transformer: torch.nn.Module, backend: str = "inductor",
+                            options: dict | None = None) -> bool:
     """Route every transformer block's forward through one shared ``torch.compile``; True when done.
 
     ``backend``: the ``torch.compile`` backend ("inductor" generates fused kernels; "eager" only
-    traces, which tests use to check graph sharing quickly).
+    traces, which tests use to check graph sharing quickly). ``options``: inductor options for
+    this compilation only (``torch.compile(options=...)``), e.g. for benchmarks comparing them.
     """
     blocks = _blocks(transformer)
     if blocks is None:
@@ -102,7 +104,7 @@ def compile_repeated_blocks(transformer: torch.nn.Module, backend: str = "induct
 
     torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, COMPILE_CACHE_SIZE)
     block_type = type(blocks[0])
-    compiled = _compiled_forward(block_type, backend)
+    compiled = _compiled_forward(block_type, backend, tuple(sorted((options or {}).items())))
     for block in blocks:
         if type(block) is block_type:
             block.forward = functools.partial(_call_contiguous, compiled, block)
@@ -153,15 +155,18 @@ def _dense(value):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_forward(block_type: type, backend: str):
-    """One compiled function per block class, shared by every block instance (weights are inputs)."""
+def _compiled_forward(block_type: type, backend: str, options: tuple = ()):
+    """One compiled function per block class, shared by every block instance (weights are inputs).
+
+    ``options``: inductor options as sorted (name, value) pairs (hashable, for the cache).
+    """
     forward = block_type.forward  # the plain function: dynamo inlines it for any instance
 
     def run(block, *args, **kwargs):
         with attention_context():
             return forward(block, *args, **kwargs)
 
-    return torch.compile(run, backend=backend, fullgraph=False, dynamic=False)
+    return torch.compile(run, backend=backend, fullgraph=False, dynamic=False, options=dict(options) or None)
 
 
 def _with_attention_context(transformer: torch.nn.Module) -> None:

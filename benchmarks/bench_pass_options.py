@@ -1,0 +1,239 @@
+"""Candidate speed-ups of the compiled transformer pass, and of the text stage, measured side by side.
+
+Full-size CogVideoX-5B-I2V transformer at random weights, 49×720×480 (17,776 tokens), batch 1, with
+the pack's speed-ups (FlashAttention-4 where installed, compiled blocks). Parts:
+
+1. ``profile``: where one pass's GPU time goes — kernels grouped as matrix products, attention,
+   fused element-wise (Triton) and other, plus the 25 longest kernels by name.
+2. ``variants``: the block compiled in other ways, each against the pack's default compilation
+   (first-call seconds, median pass, output difference):
+   ``gelu_epilogue`` (the feed-forward's bias + tanh-GELU done in the matrix product's epilogue
+   through cuBLASLt), ``coordinate_descent`` and ``max_autotune_gemm`` (inductor options).
+3. ``flash4_tiles``: FlashAttention-4's Hopper kernel at other (tile_m, tile_n) than its default.
+4. ``text``: moving T5-XXL's 9.5 GB of weights to the GPU: tensor by tensor from pageable memory
+   (the first use), packing into one pinned buffer, one copy from it; and T5's forward itself.
+
+    python benchmarks/bench_pass_options.py [--skip profile,variants,tiles,text] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+import bench_transformer as T  # noqa: E402
+import full_size  # noqa: E402
+
+NAME = "pass_options"
+TILES = ((192, 128), (192, 192), (128, 128), (128, 192), (192, 160), (192, 96))
+PROMPTS = 3  # prompt, negative prompt, empty prompt
+TEXT_TOKENS = 226
+
+
+def kernel_group(name: str) -> str:
+    n = name.lower()
+    if "flash" in n or "fmha" in n or "attn" in n:
+        return "attention"
+    if "triton" in n:
+        return "elementwise_triton"
+    if any(s in n for s in ("gemm", "nvjet", "xmma", "cutlass", "cublas", "sm90_")):
+        return "matmul"
+    return "other"
+
+
+def profile_pass(model, inputs):
+    """GPU milliseconds of one pass by kernel group, and the 25 longest kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        T.one_pass(model, inputs)
+        C.sync()
+    kernels = {}
+    for e in prof.key_averages():
+        us = getattr(e, "self_device_time_total", None)
+        if us is None:
+            us = e.self_cuda_time_total
+        if us > 0:
+            kernels[e.key] = (kernels.get(e.key, (0.0, 0))[0] + us, e.count)
+    groups = {}
+    for name, (us, _) in kernels.items():
+        g = kernel_group(name)
+        groups[g] = round(groups.get(g, 0.0) + us / 1e3, 2)
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:25]
+    return {"ms_by_group": groups, "ms_total": round(sum(groups.values()), 2),
+            "top_kernels": [{"name": k[:160], "ms": round(v[0] / 1e3, 3), "count": v[1], "group": kernel_group(k)}
+                            for k, v in top]}
+
+
+def _linear_gelu_tanh_op():
+    """``bench::linear_gelu_tanh(x, w, b)`` = gelu_tanh(x @ wᵀ + b), bias and GELU in cuBLASLt's epilogue."""
+    if hasattr(torch.ops, "bench") and hasattr(torch.ops.bench, "linear_gelu_tanh"):
+        return torch.ops.bench.linear_gelu_tanh
+
+    @torch.library.custom_op("bench::linear_gelu_tanh", mutates_args=(), device_types="cuda")
+    def linear_gelu_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = torch._addmm_activation(bias, flat, weight.t(), use_gelu=True)
+        return out.view(*x.shape[:-1], weight.shape[0])
+
+    @linear_gelu_tanh.register_fake
+    def _(x, weight, bias):
+        return x.new_empty(*x.shape[:-1], weight.shape[0])
+
+    return torch.ops.bench.linear_gelu_tanh
+
+
+def recompile(model, accel, options=None):
+    """Drop the model's compiled blocks and compile them again with inductor ``options``."""
+    import torch._dynamo
+
+    for block in model.transformer_blocks:
+        block.__dict__.pop("forward", None)
+    model._inversedvs_compiled = False
+    accel._COMPILE_FAILED.clear()
+    accel._compiled_forward.cache_clear()
+    torch._dynamo.reset()
+    accel.compile_repeated_blocks(model, options=options)
+
+
+def variants(model, accel, res, out_dir):
+    from diffusers.models.activations import GELU
+
+    dev = torch.device("cuda")
+    inputs = T.make_inputs(1, dev)
+    rows = res["variants"] = {}
+    plain_forward = GELU.forward
+    op = _linear_gelu_tanh_op()
+
+    def fused_forward(self, hidden_states):
+        if self.approximate != "tanh" or self.proj.bias is None:
+            return plain_forward(self, hidden_states)
+        return op(hidden_states, self.proj.weight, self.proj.bias)
+
+    ref = None
+    for name, options, gelu in (("default", None, False), ("gelu_epilogue", None, True),
+                                ("coordinate_descent", {"coordinate_descent_tuning": True}, False),
+                                ("max_autotune_gemm", {"max_autotune_gemm": True}, False)):
+        GELU.forward = fused_forward if gelu else plain_forward
+        try:
+            recompile(model, accel, options)
+            _, first = C.timed(T.one_pass, model, inputs)
+            secs, peak, out = T.measure(model, inputs, repeat=5)
+            if accel._COMPILE_FAILED:
+                raise RuntimeError("inductor failed; the block ran eagerly")
+        except Exception as error:  # a variant that does not build here is reported, not fatal
+            rows[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+            print(name, rows[name], flush=True)
+            continue
+        finally:
+            GELU.forward = plain_forward
+        row = rows[name] = {"s": round(secs, 4), "first_call_s": round(first, 1), "peak_gib": round(peak, 2)}
+        if ref is None:
+            ref = out
+            res["profile"] = profile_pass(model, inputs)
+            print("profile", res["profile"]["ms_by_group"], flush=True)
+        else:
+            row["vs_default"] = C.compare(out, ref)
+            row["speedup"] = round(rows["default"]["s"] / secs, 4)
+        print(f"{name:20s} {secs:.4f} s/pass (first call {first:.1f} s)", row.get("speedup", ""),
+              row.get("vs_default", {}).get("rel_l2", ""), flush=True)
+        C.save_results(NAME, res, out_dir)
+    recompile(model, accel)
+
+
+def flash4_tiles(res, out_dir):
+    from flash_attn.cute.interface import _flash_attn_fwd
+
+    import bench_attention as A
+
+    g = torch.Generator(device="cuda").manual_seed(1)
+    q, k, v = (torch.randn(1, A.TOKENS, A.HEADS, A.HEAD_DIM, generator=g, device="cuda", dtype=torch.bfloat16)
+               for _ in range(3))
+    flops = 4 * A.HEADS * A.TOKENS**2 * A.HEAD_DIM
+    rows = res["flash4_tiles"] = {}
+    ref = None
+    for tile in (None,) + TILES:
+        key = "default" if tile is None else f"{tile[0]}x{tile[1]}"
+        try:
+            def run():
+                return _flash_attn_fwd(q, k, v, tile_mn=tile)[0]
+
+            out = run()
+            secs = C.median_time(run, repeat=10, warmup=3)
+        except Exception as error:
+            rows[key] = {"error": f"{type(error).__name__}: {str(error)[:200]}"}
+            print(key, rows[key], flush=True)
+            continue
+        row = rows[key] = {"ms": round(secs * 1e3, 3), "tflops": round(flops / secs / 1e12, 1)}
+        if ref is None:
+            ref = out
+        else:
+            row["vs_default"] = C.compare(out, ref)["rel_l2"]
+        print(f"flash4 tile {key:8s} {row['ms']:.3f} ms {row['tflops']} TFLOP/s", flush=True)
+        C.save_results(NAME, res, out_dir)
+
+
+def text_transfer(res, out_dir):
+    from inversedvs.backend.offload import LooseTensors, Parcel, _copy_to, _tensors_of
+
+    dev = torch.device("cuda")
+    encoder = full_size.build_text_encoder(dev).to("cpu")
+    tensors = _tensors_of(encoder)
+    row = res["text"] = {"weights_gb": round(sum(t.numel() * t.element_size() for t in tensors) / 1e9, 2)}
+    loose = LooseTensors(tensors)
+    _, row["pageable_tensor_by_tensor_s"] = C.timed(loose.attach, dev)
+    ids = torch.randint(0, 32000, (PROMPTS, TEXT_TOKENS), device=dev)
+    with torch.no_grad():
+        encoder(ids)
+        row["forward_s"] = C.median_time(lambda: encoder(ids), repeat=3, warmup=0)
+    loose.detach()
+    for pin in (False, True):
+        kind = "pinned" if pin else "pageable"
+        parcel, row[f"pack_{kind}_s"] = C.timed(Parcel, tensors, pin)
+        row[f"pack_{kind}_is_pinned"] = parcel.host.is_pinned()
+        times = []
+        for _ in range(3):
+            (flat, _), secs = C.timed(_copy_to, parcel, dev, None)
+            times.append(secs)
+            del flat
+        row[f"copy_{kind}_s"] = round(min(times), 4)
+        row[f"copy_{kind}_gb_per_s"] = round(row["weights_gb"] / min(times), 1)
+        del parcel
+        gc.collect()
+    print("text", row, flush=True)
+    C.save_results(NAME, res, out_dir)
+    del encoder, tensors, loose
+    gc.collect()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip", default="", help="comma list of: variants, tiles, text")
+    ap.add_argument("--out", default=C.RESULTS_DIR)
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    C.load_pack()
+    from inversedvs.backend import accel, attention
+
+    res = {"what": "candidate speed-ups: one compiled CogVideoX-5B-I2V pass (49x480x720, batch 1), "
+                   "FlashAttention-4 tiles, T5 weight transfer"}
+    if "text" not in skip:
+        text_transfer(res, args.out)
+    if "tiles" not in skip and attention._flash4_importable():
+        flash4_tiles(res, args.out)
+    if "variants" not in skip:
+        model = full_size.build_transformer(torch.device("cuda"))
+        accel.speed_up_transformer(model, compile_blocks=False)
+        res["attention"] = model.inversedvs_accel["attention"]
+        variants(model, accel, res, args.out)
+    print("saved", C.save_results(NAME, res, args.out))
+
+
+if __name__ == "__main__":
+    main()
