@@ -8,6 +8,9 @@
 * **FlashAttention-4** (``backend.attention``): where the optional ``flash-attn-4`` package is
   installed and the GPU is a Hopper, every self-attention runs through it instead of SDPA,
   after a self-check against SDPA;
+* **fused feed-forward activation** (``backend.feedforward``): each block's feed-forward applies
+  its bias and tanh-GELU inside the matrix product (cuBLASLt epilogue) instead of in a separate
+  element-wise pass over a 17,776 × 12,288 tensor, after a self-check on the device;
 * **fused QKV** (``fuse_projections=True`` only): the query, key and value projections of every
   self-attention become one matrix product (diffusers' fused CogVideoX processor), the separate
   weights dropped so the model does not grow. Measured on H100 it gains nothing (cuBLAS already
@@ -31,7 +34,7 @@ import time
 
 import torch
 
-from . import attention
+from . import attention, feedforward
 
 # SDPA backends in the order they are tried (cuDNN measured fastest for this model on H100).
 SDPA_PRIORITY = ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "MATH")
@@ -208,16 +211,20 @@ def speed_up_transformer(transformer: torch.nn.Module, *, compile_blocks: bool,
     processor, so with ``fuse_projections`` attention stays on SDPA.
     Records what was applied in ``transformer.inversedvs_accel``.
     """
-    applied = {"sdpa": False, "attention": "sdpa", "fused_qkv": False, "compiled_blocks": False}
+    applied = {"sdpa": False, "attention": "sdpa", "ff_epilogue": False, "fused_qkv": False,
+               "compiled_blocks": False}
     if torch.cuda.is_available():
+        device, dtype = torch.device("cuda", torch.cuda.current_device()), _dtype(transformer)
         _with_attention_context(transformer)
         applied["sdpa"] = True
         if fuse_projections:
             applied["fused_qkv"] = fuse_qkv(transformer)
         else:
-            kernel = attention.pick_kernel(torch.device("cuda", torch.cuda.current_device()), _dtype(transformer))
+            kernel = attention.pick_kernel(device, dtype)
             if kernel != "sdpa" and attention.use_joint_attention(transformer, kernel):
                 applied["attention"] = kernel
+        if feedforward.epilogue_gelu_agrees(device, dtype):
+            applied["ff_epilogue"] = feedforward.use_epilogue_gelu(transformer) > 0
         if compile_blocks and _has_triton():
             applied["compiled_blocks"] = compile_repeated_blocks(transformer)
     transformer.inversedvs_accel = applied

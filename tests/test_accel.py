@@ -45,7 +45,8 @@ def test_speed_up_is_a_noop_without_cuda(monkeypatch):
     expected = _run(model, *args)
     forward = model.forward
     assert accel.speed_up_transformer(model, compile_blocks=True) is model
-    assert model.inversedvs_accel == {"sdpa": False, "attention": "sdpa", "fused_qkv": False, "compiled_blocks": False}
+    assert model.inversedvs_accel == {"sdpa": False, "attention": "sdpa", "ff_epilogue": False, "fused_qkv": False,
+                                      "compiled_blocks": False}
     assert model.forward == forward
     assert torch.equal(_run(model, *args), expected)
 
