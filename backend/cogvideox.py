@@ -22,6 +22,11 @@ MODEL_ID = "cogvideox-5b-i2v"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Offset embedding CogVideoX 1.5 checkpoints expect (none for 5B-I2V 1.0, whose ofs_embed_dim is null).
 OFS_VALUE = 2.0
+# Where T5 lives between prompts, per the model's memory policy: in host memory, never resident on
+# the device (it runs for milliseconds per prompt and would hold 9 GiB there); streamed block by
+# block under sequential_offload.
+TEXT_POLICY = {"resident": "model_offload", "model_offload": "model_offload",
+               "sequential_offload": "sequential_offload"}
 # Files each component folder must hold ("*" = any name with that ending).
 REQUIRED = {
     "transformer": ("config.json", "*.safetensors"),
@@ -119,7 +124,7 @@ class CogVideoXModel:
 
     def __init__(self, folder: str, dtype: str = "bf16", policy: str = "model_offload",
                  device: torch.device | None = None, lora_path: str | None = None, lora_strength: float = 1.0,
-                 speed_up=None):
+                 speed_up=None, keep_text_encoder: bool = True):
         from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
 
         if dtype not in DTYPES:
@@ -157,29 +162,48 @@ class CogVideoXModel:
         self.placement = Placement(policy, self.device)
         self.placement.register("transformer", self.transformer)
         self.placement.register("vae", self.vae)
+        # T5 is loaded on the first prompt; kept, it waits in (pinned) host memory for the next one
+        self.keep_text_encoder = bool(keep_text_encoder)
+        self._text_placement = Placement(TEXT_POLICY[policy], self.device)
+        self._tokenizer = None
 
     # -------------------------------------------------------------------------------- text
-    def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        """Prompts → T5 embeddings [len(prompts), L, D] float32 on the CPU; T5 is loaded here and released after."""
+    def _load_text_encoder(self) -> None:
+        """Read the tokenizer and T5 from the folder and give T5 to the text placement."""
         from transformers import AutoTokenizer, T5EncoderModel
 
-        tokenizer = AutoTokenizer.from_pretrained(os.path.join(self.folder, "tokenizer"), local_files_only=True)
+        self._tokenizer = AutoTokenizer.from_pretrained(os.path.join(self.folder, "tokenizer"), local_files_only=True)
         encoder = T5EncoderModel.from_pretrained(
             os.path.join(self.folder, "text_encoder"), torch_dtype=self.dtype, use_safetensors=True,
             local_files_only=True,
-        ).eval()
+        ).eval().requires_grad_(False)
+        self._text_placement.register("text_encoder", encoder, reused=self.keep_text_encoder)
+
+    def release_text_encoder(self) -> None:
+        """Forget T5 (its host memory is freed); the next prompt loads it again."""
+        if "text_encoder" in self._text_placement:
+            self._text_placement.release_all()
+            self._text_placement.unregister("text_encoder")
+        self._tokenizer = None
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        """Prompts → T5 embeddings [len(prompts), L, D] float32 on the CPU.
+
+        T5 comes to the device for this call only. With ``keep_text_encoder`` it stays loaded in
+        host memory afterwards (packed and pinned, so the next call copies it in one go);
+        otherwise it is read from the folder for each call and released after.
+        """
+        if "text_encoder" not in self._text_placement:
+            self._load_text_encoder()
         length = int(self.transformer.config.max_text_seq_length)
-        ids = tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
-                        add_special_tokens=True, return_tensors="pt").input_ids
-        placement = Placement(self.policy, self.device)
-        placement.register("text_encoder", encoder)
+        ids = self._tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
+                              add_special_tokens=True, return_tensors="pt").input_ids
         try:
-            with torch.no_grad(), placement.use("text_encoder") as enc:
+            with torch.no_grad(), self._text_placement.use("text_encoder") as enc:
                 embeds = enc(ids.to(self.device))[0].float().cpu()
         finally:
-            placement.release_all()
-            placement.unregister("text_encoder")
-            del encoder
+            if not self.keep_text_encoder:
+                self.release_text_encoder()
         return embeds
 
     def empty_text_embeds(self) -> torch.Tensor:
@@ -280,6 +304,7 @@ class CogVideoXModel:
 
     def release(self) -> None:
         """Take the weights off the device (kept in host memory) and empty the device cache."""
+        self._text_placement.release_all()
         self.placement.release_all()
 
 

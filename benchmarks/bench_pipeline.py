@@ -6,8 +6,9 @@ memory as the real weights), a random warped video with a hole mask, 30 steps, s
 (a) ``reference``: what the released code does — every model resident (T5 too), the warped video
     encoded twice, two transformer passes per inversion step (guidance 6 on two empty prompts),
     inversion up to timestep 999, reference K-RNR, guided sampling, decoded twice; no speed-ups.
-(b) ``default``: the pack's defaults — Load Video Model (memory = model_offload, compiled blocks),
-    Encode Text (T5 brought in for the call), VAE Encode, K-RNR Invert (one pass per step, the node's
+(b) ``default``: the pack's defaults — Load Video Model (memory = model_offload, compiled blocks,
+    weights packed into pinned host memory), Encode Text (T5 read and packed on the first prompt,
+    kept in host memory for the next, brought to the GPU for the call), VAE Encode, K-RNR Invert (one pass per step, the node's
     default inversion end), SLM, Sample (paper K-RNR, guided), VAE Decode. Run twice: the first run
     includes compilation.
 (b_ref) the reference's settings through the fast path (one inversion pass per step, terminal
@@ -121,6 +122,7 @@ def forget(model):
     """Stop the model's placement managing the shared modules (weights stay in host memory)."""
     if model is None:
         return
+    model.release_text_encoder()
     for name in ("transformer", "vae"):
         if name in model.placement:
             model.placement.release_all()

@@ -61,15 +61,38 @@ def test_encode_decode_shapes_and_statistics(model):
     assert not model.vae.use_tiling
 
 
-def test_text_encoder_is_released_and_prompts_differ(model):
+def test_prompts_differ_and_the_empty_prompt_is_consistent(model):
     embeds = model.encode_text(["a dog on the beach", ""])
     assert embeds.shape == (2, 16, 32)
     assert not torch.allclose(embeds[0], embeds[1])
-    assert not any("T5" in type(m).__name__ for m in model.__dict__.values())
     assert torch.equal(model.empty_text_embeds(), model.empty_text_embeds())
     # each prompt is encoded on its own (fixed length, no cross-talk), so the empty prompt's embedding
     # taken from a batch equals the one encoded alone
     assert torch.allclose(embeds[1:2], model.encode_text([""]), atol=1e-6)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_text_encoder_is_read_once_when_kept_and_each_time_otherwise(folder, monkeypatch, keep):
+    from transformers import T5EncoderModel
+
+    loads = []
+    original = T5EncoderModel.from_pretrained.__func__
+
+    def counting(cls, *args, **kwargs):
+        loads.append(args[0])
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(T5EncoderModel, "from_pretrained", classmethod(counting))
+    m = CogVideoXModel(folder, dtype="fp32", keep_text_encoder=keep)
+    assert loads == []  # nothing read before the first prompt
+    first = m.encode_text(["a red car"])
+    second = m.encode_text(["a red car"])
+    assert torch.equal(first, second)
+    assert len(loads) == (1 if keep else 2)
+    assert ("text_encoder" in m._text_placement) == keep
+    m.release_text_encoder()
+    assert "text_encoder" not in m._text_placement and m._tokenizer is None
+    assert torch.equal(m.encode_text(["a red car"]), first)  # loaded again after a release
 
 
 def test_predict_v_builds_the_i2v_input_like_diffusers(model):

@@ -52,6 +52,11 @@ def _within(t: torch.Tensor, buf: torch.Tensor) -> bool:
     return start <= t.data_ptr() < start + buf.numel() * buf.element_size()
 
 
+def _on_host(t: torch.Tensor, parcel: Parcel) -> bool:
+    """Whether ``t``'s data lies in one of ``parcel``'s host pieces."""
+    return any(_within(t, chunk) for _, chunk in parcel.chunks)
+
+
 def test_policies_are_noops_on_cpu():
     for policy in POLICIES:
         model, x = _model_and_input()
@@ -94,21 +99,30 @@ def test_repeated_blocks_finds_cogvideox_transformer_blocks():
     assert repeated_blocks(tiny) is tiny.transformer_blocks
 
 
-def test_parcel_round_trip_and_in_place_changes_survive_detach():
+@pytest.mark.parametrize("chunk_bytes", [1 << 30, 1024])
+def test_parcel_round_trip_and_in_place_changes_survive_detach(monkeypatch, chunk_bytes):
+    from inversedvs.backend import offload
+
+    monkeypatch.setattr(offload, "PIN_CHUNK_BYTES", chunk_bytes)
     model, x = _model_and_input()
     expected = model(x)
     parcel = Parcel(_tensors_of(model), pin=False)
-    assert all(_within(t, parcel.host) for t in parcel.tensors)
+    assert all(_on_host(t, parcel) for t in parcel.tensors)
+    assert not parcel.pinned
+    if chunk_bytes == 1024:  # pieces of at most 1 KiB, except a bigger tensor alone in its own
+        sizes = [c.numel() for _, c in parcel.chunks]
+        assert len(sizes) > 1 and all(n <= 1024 or n == offload._aligned(WIDTH * WIDTH * 4) for n in sizes)
+    assert sum(c.numel() for _, c in parcel.chunks) == parcel.nbytes
     assert torch.equal(model(x), expected)  # packing changed nothing
 
-    device_copy = parcel.host.clone()
+    device_copy, _ = offload._copy_to(parcel, torch.device("cpu"), None)
     parcel.attach(device_copy)
     assert all(_within(t, device_copy) for t in parcel.tensors)
     assert torch.equal(model(x), expected)
     with torch.no_grad():
         model.out.bias.add_(1.0)  # an in-place edit while "on the device" (e.g. a LoRA merge)
     parcel.detach()
-    assert all(_within(t, parcel.host) for t in parcel.tensors)
+    assert all(_on_host(t, parcel) for t in parcel.tensors)
     assert torch.allclose(model(x), expected + 1.0, atol=1e-6)
 
 
@@ -116,11 +130,11 @@ def test_block_stream_holds_at_most_two_blocks_and_matches_plain_forward():
     model, x = _model_and_input()
     expected = model(x)
     stream = BlockStream(model.blocks, torch.device("cpu"), pin=False)
-    host = [p.host for p in stream.parcels]
+    host = stream.parcels
     stream.active = True
     seen = []
     handles = [
-        b.register_forward_pre_hook(lambda m, a, i=i: seen.append((i, all(_within(t, host[i]) for t in _tensors_of(m)))))
+        b.register_forward_pre_hook(lambda m, a, i=i: seen.append((i, all(_on_host(t, host[i]) for t in _tensors_of(m)))))
         for i, b in enumerate(model.blocks)
     ]
     got = model(x)
@@ -135,39 +149,40 @@ def test_block_stream_holds_at_most_two_blocks_and_matches_plain_forward():
     assert set(stream.pending) == {0}  # block 0 prefetched for the next pass
     stream.stop()
     assert not stream.pending
-    assert all(_within(t, host[i]) for i, b in enumerate(model.blocks) for t in _tensors_of(b))
+    assert all(_on_host(t, host[i]) for i, b in enumerate(model.blocks) for t in _tensors_of(b))
     stream.remove()
     assert torch.equal(model(x), expected)
 
 
 @pytest.mark.parametrize("policy", ["model_offload", "sequential_offload"])
-def test_offload_policies_move_weights_only_inside_use(policy):
+@pytest.mark.parametrize("reused", [True, False])
+def test_offload_policies_move_weights_only_inside_use(policy, reused):
     model, x = _model_and_input()
     expected = model(x)
     placement = Placement(policy, torch.device("cpu"))
     placement.noop = False  # drive the real mechanics with CPU buffers standing in for the device
-    placement.register("transformer", model)
+    placement.register("transformer", model, reused=reused)
     entry = placement._entries["transformer"]
     host_ptrs = [t.data_ptr() for t in entry.moving]
-    assert entry.parcel is None  # nothing packed before the module is used twice
+    if reused:  # packed at registration: every use is one copy of the packed bytes
+        assert entry.parcel is not None and entry.loose is None
+        assert all(_on_host(t, entry.parcel) for t in entry.moving)
+    else:  # used once: moved tensor by tensor, never packed
+        assert entry.parcel is None and entry.loose is not None
 
-    with placement.use("transformer") as m:  # first use: tensor-by-tensor copies
-        assert m is model
-        assert all(t.data_ptr() != p for t, p in zip(entry.moving, host_ptrs))
-        got = m(x)
-    assert torch.equal(got, expected)
-    assert [t.data_ptr() for t in entry.moving] == host_ptrs
-
-    with placement.use("transformer") as m:  # second use: packed into one buffer, one copy
-        assert entry.parcel is not None and entry.parcel.device_flat is not None
-        assert all(_within(t, entry.parcel.device_flat) for t in entry.moving)
-        with placement.use("transformer"):  # nested use keeps the weights in place
-            pass
-        assert entry.parcel.device_flat is not None
-        got = m(x)
-    assert torch.equal(got, expected)
-    assert entry.parcel.device_flat is None
-    assert all(_within(t, entry.parcel.host) for t in entry.moving)
+    for _ in range(2):
+        with placement.use("transformer") as m:
+            assert m is model
+            assert all(t.data_ptr() != p for t, p in zip(entry.moving, host_ptrs))
+            if reused:
+                assert all(_within(t, entry.parcel.device_flat) for t in entry.moving)
+            with placement.use("transformer"):  # nested use keeps the weights in place
+                pass
+            assert all(t.data_ptr() != p for t, p in zip(entry.moving, host_ptrs))
+            got = m(x)
+        assert torch.equal(got, expected)
+        assert [t.data_ptr() for t in entry.moving] == host_ptrs
+    assert (entry.parcel is None) == (not reused)
     if policy == "sequential_offload":
         streamed = {id(t) for b in model.blocks for t in _tensors_of(b)}
         assert not streamed & {id(t) for t in entry.moving}
