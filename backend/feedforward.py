@@ -84,13 +84,16 @@ def _replaceable(module: torch.nn.Module) -> bool:
 
 
 def use_epilogue_gelu(model: torch.nn.Module) -> int:
-    """Replace every replaceable GELU of ``model`` (in place) by an ``EpilogueGELU``; returns how many."""
+    """Replace every replaceable GELU of ``model`` (in place) by an ``EpilogueGELU``.
+
+    Returns how many ``EpilogueGELU`` the model now has (swapped earlier or now; 0: none).
+    """
     _register_op()
     swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if _replaceable(child)]
     for parent, name, child in swaps:
         setattr(parent, name, EpilogueGELU(child.proj))
-    return len(swaps)
+    return sum(isinstance(m, EpilogueGELU) for m in model.modules())
 
 
 def _probe_error(device: torch.device, dtype: torch.dtype) -> float:
