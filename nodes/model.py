@@ -139,6 +139,7 @@ class LoadVideoModel:
         previous = _CURRENT["model"]
         if previous is not None:
             previous.release()
+            previous.release_text_encoder()  # its 9.5 GB of RAM; read again if that model is used again
             _CURRENT["model"] = None
         _host.free_host_memory()
         from ..backend.accel import speed_up_transformer

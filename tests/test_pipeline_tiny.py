@@ -121,3 +121,20 @@ def test_demo_runs_the_model_stages_and_says_when_the_model_is_tiny(tmp_path, ca
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (3 * 96, 64)
         assert sum(1 for _ in container.decode(video=0)) == 9
+
+
+def test_loading_another_model_frees_the_previous_models_text_encoder(tmp_path, monkeypatch):
+    import os
+
+    from inversedvs.nodes.model import EncodeText, LoadVideoModel
+
+    os.makedirs(tmp_path / "inversedvs_video")
+    os.symlink(cached_tiny_video_model(), tmp_path / "inversedvs_video" / "tiny")
+    monkeypatch.setenv("INVERSEDVS_MODELS_DIR", str(tmp_path))
+    first = LoadVideoModel().load("tiny", "fp32", "model_offload", compile_transformer=False)[0]
+    positive, _ = EncodeText().encode(first, "a room with balls", "blur")
+    assert "text_encoder" in first._text_placement  # kept for the next prompt
+    LoadVideoModel().load("tiny", "fp32", "model_offload", compile_transformer=False, keep_text_encoder=False)
+    assert "text_encoder" not in first._text_placement
+    again, _ = EncodeText().encode(first, "a room with balls", "blur")  # read again when used again
+    assert torch.equal(again[0][0], positive[0][0])
