@@ -1,19 +1,21 @@
-"""Candidate speed-ups of the compiled transformer pass, and of the text stage, measured side by side.
+"""Speed-ups of the compiled transformer pass, and of the text stage, measured side by side.
 
 Full-size CogVideoX-5B-I2V transformer at random weights, 49×720×480 (17,776 tokens), batch 1, with
-the pack's speed-ups (FlashAttention-4 where installed, compiled blocks). Parts:
+the pack's speed-ups (FlashAttention-4 where installed, fused feed-forward, compiled blocks). Parts:
 
-1. ``profile``: where one pass's GPU time goes — kernels grouped as matrix products, attention,
-   fused element-wise (Triton) and other, plus the 25 longest kernels by name.
-2. ``variants``: the block compiled in other ways, each against the pack's default compilation
-   (first-call seconds, median pass, output difference):
-   ``gelu_epilogue`` (the feed-forward's bias + tanh-GELU done in the matrix product's epilogue
-   through cuBLASLt), ``coordinate_descent`` and ``max_autotune_gemm`` (inductor options).
+1. ``variants``: the block compiled in other ways, each against the pack's default
+   (first-call seconds, median pass, output difference): ``unfused_ff`` (diffusers' own
+   feed-forward activation instead of ``backend.feedforward``'s bias + tanh-GELU in the product's
+   epilogue), ``coordinate_descent`` and ``max_autotune_gemm`` (inductor options).
+2. ``profile``: where one pass's GPU time goes, for ``unfused_ff`` and the default — kernels
+   grouped as matrix products, attention, fused element-wise (Triton) and other, plus the 25
+   longest kernels by name.
 3. ``flash4_tiles``: FlashAttention-4's Hopper kernel at other (tile_m, tile_n) than its default.
 4. ``text``: moving T5-XXL's 9.5 GB of weights to the GPU: tensor by tensor from pageable memory
-   (the first use), packing into one pinned buffer, one copy from it; and T5's forward itself.
+   (a T5 used once), packing (``backend.offload.Parcel``: pageable, or pinned in 1 GiB pieces)
+   and one copy of the packed bytes; and T5's forward itself.
 
-    python benchmarks/bench_pass_options.py [--skip profile,variants,tiles,text] [--out DIR]
+    python benchmarks/bench_pass_options.py [--skip variants,tiles,text] [--out DIR]
 """
 
 from __future__ import annotations
@@ -71,24 +73,6 @@ def profile_pass(model, inputs):
                             for k, v in top]}
 
 
-def _linear_gelu_tanh_op():
-    """``bench::linear_gelu_tanh(x, w, b)`` = gelu_tanh(x @ wᵀ + b), bias and GELU in cuBLASLt's epilogue."""
-    if hasattr(torch.ops, "bench") and hasattr(torch.ops.bench, "linear_gelu_tanh"):
-        return torch.ops.bench.linear_gelu_tanh
-
-    @torch.library.custom_op("bench::linear_gelu_tanh", mutates_args=(), device_types="cuda")
-    def linear_gelu_tanh(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])
-        out = torch._addmm_activation(bias, flat, weight.t(), use_gelu=True)
-        return out.view(*x.shape[:-1], weight.shape[0])
-
-    @linear_gelu_tanh.register_fake
-    def _(x, weight, bias):
-        return x.new_empty(*x.shape[:-1], weight.shape[0])
-
-    return torch.ops.bench.linear_gelu_tanh
-
-
 def recompile(model, accel, options=None):
     """Drop the model's compiled blocks and compile them again with inductor ``options``."""
     import torch._dynamo
@@ -102,25 +86,32 @@ def recompile(model, accel, options=None):
     accel.compile_repeated_blocks(model, options=options)
 
 
-def variants(model, accel, res, out_dir):
+def _unfuse_feedforward(model, feedforward):
+    """Put diffusers' tanh-GELU modules back in place of the pack's ``EpilogueGELU`` (same weights)."""
     from diffusers.models.activations import GELU
 
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, feedforward.EpilogueGELU):
+                with torch.device("meta"):  # its own projection is replaced at once: no allocation
+                    plain = GELU(child.proj.in_features, child.proj.out_features, approximate="tanh")
+                plain.proj = child.proj
+                setattr(parent, name, plain)
+
+
+def variants(model, accel, feedforward, res, out_dir):
     dev = torch.device("cuda")
     inputs = T.make_inputs(1, dev)
     rows = res["variants"] = {}
-    plain_forward = GELU.forward
-    op = _linear_gelu_tanh_op()
-
-    def fused_forward(self, hidden_states):
-        if self.approximate != "tanh" or self.proj.bias is None:
-            return plain_forward(self, hidden_states)
-        return op(hidden_states, self.proj.weight, self.proj.bias)
-
+    res["profile"] = {}
     ref = None
-    for name, options, gelu in (("default", None, False), ("gelu_epilogue", None, True),
-                                ("coordinate_descent", {"coordinate_descent_tuning": True}, False),
-                                ("max_autotune_gemm", {"max_autotune_gemm": True}, False)):
-        GELU.forward = fused_forward if gelu else plain_forward
+    for name, options in (("default", None), ("unfused_ff", None),
+                          ("coordinate_descent", {"coordinate_descent_tuning": True}),
+                          ("max_autotune_gemm", {"max_autotune_gemm": True})):
+        if name == "unfused_ff":
+            _unfuse_feedforward(model, feedforward)
+        elif res["ff_epilogue"]:
+            feedforward.use_epilogue_gelu(model)
         try:
             recompile(model, accel, options)
             _, first = C.timed(T.one_pass, model, inputs)
@@ -131,17 +122,16 @@ def variants(model, accel, res, out_dir):
             rows[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
             print(name, rows[name], flush=True)
             continue
-        finally:
-            GELU.forward = plain_forward
         row = rows[name] = {"s": round(secs, 4), "first_call_s": round(first, 1), "peak_gib": round(peak, 2)}
+        if name in ("default", "unfused_ff"):
+            res["profile"][name] = profile_pass(model, inputs)
+            print("profile", name, res["profile"][name]["ms_by_group"], flush=True)
         if ref is None:
             ref = out
-            res["profile"] = profile_pass(model, inputs)
-            print("profile", res["profile"]["ms_by_group"], flush=True)
         else:
             row["vs_default"] = C.compare(out, ref)
-            row["speedup"] = round(rows["default"]["s"] / secs, 4)
-        print(f"{name:20s} {secs:.4f} s/pass (first call {first:.1f} s)", row.get("speedup", ""),
+            row["speedup_vs_default"] = round(rows["default"]["s"] / secs, 4)
+        print(f"{name:20s} {secs:.4f} s/pass (first call {first:.1f} s)", row.get("speedup_vs_default", ""),
               row.get("vs_default", {}).get("rel_l2", ""), flush=True)
         C.save_results(NAME, res, out_dir)
     recompile(model, accel)
@@ -196,7 +186,7 @@ def text_transfer(res, out_dir):
     for pin in (False, True):
         kind = "pinned" if pin else "pageable"
         parcel, row[f"pack_{kind}_s"] = C.timed(Parcel, tensors, pin)
-        row[f"pack_{kind}_is_pinned"] = parcel.host.is_pinned()
+        row[f"pack_{kind}_is_pinned"] = parcel.pinned
         times = []
         for _ in range(3):
             (flat, _), secs = C.timed(_copy_to, parcel, dev, None)
@@ -219,9 +209,9 @@ def main():
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     C.load_pack()
-    from inversedvs.backend import accel, attention
+    from inversedvs.backend import accel, attention, feedforward
 
-    res = {"what": "candidate speed-ups: one compiled CogVideoX-5B-I2V pass (49x480x720, batch 1), "
+    res = {"what": "speed-ups of one compiled CogVideoX-5B-I2V pass (49x480x720, batch 1), "
                    "FlashAttention-4 tiles, T5 weight transfer"}
     if "text" not in skip:
         text_transfer(res, args.out)
@@ -231,7 +221,8 @@ def main():
         model = full_size.build_transformer(torch.device("cuda"))
         accel.speed_up_transformer(model, compile_blocks=False)
         res["attention"] = model.inversedvs_accel["attention"]
-        variants(model, accel, res, args.out)
+        res["ff_epilogue"] = model.inversedvs_accel["ff_epilogue"]
+        variants(model, accel, feedforward, res, args.out)
     print("saved", C.save_results(NAME, res, args.out))
 
 
