@@ -16,7 +16,7 @@ import torch
 from ..errors import InverseDVSError
 from ..krnr.schedule import NoiseSchedule
 from .lora import merge_lora, read_safetensors
-from .offload import POLICIES, Placement
+from .offload import POLICIES, Placement, return_pinned_memory
 
 MODEL_ID = "cogvideox-5b-i2v"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -180,10 +180,11 @@ class CogVideoXModel:
         self._text_placement.register("text_encoder", encoder, reused=self.keep_text_encoder)
 
     def release_text_encoder(self) -> None:
-        """Forget T5 (its host memory is freed); the next prompt loads it again."""
+        """Forget T5 (its host memory is given back); the next prompt loads it again."""
         if "text_encoder" in self._text_placement:
             self._text_placement.release_all()
-            self._text_placement.unregister("text_encoder")
+            self._text_placement.unregister("text_encoder")  # the last reference to T5
+            return_pinned_memory()
         self._tokenizer = None
 
     def encode_text(self, prompts: list[str]) -> torch.Tensor:

@@ -77,6 +77,21 @@ def _chunk_starts(offsets: list[int], sizes: list[int]) -> list[int]:
     return starts
 
 
+def return_pinned_memory() -> None:
+    """Hand freed pinned host memory back to the OS.
+
+    PyTorch keeps freed pinned blocks cached for reuse (and rounds each up to a power of two, one
+    reason packing works in PIN_CHUNK_BYTES pieces); without this, dropping a packed model would
+    not give its RAM back. Call it after the last reference to the model's weights is gone.
+    """
+    if not torch.cuda.is_available():  # no pinned memory without a driver
+        return
+    empty = getattr(getattr(torch, "accelerator", None), "empty_host_cache", None)
+    empty = empty or getattr(torch._C, "_host_emptyCache", None)
+    if empty is not None:
+        empty()
+
+
 def _host_buffer(nbytes: int, pin: bool) -> torch.Tensor:
     """An uninitialised host byte buffer [nbytes] uint8, pinned when asked and the OS allows it."""
     if pin:

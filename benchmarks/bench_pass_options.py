@@ -13,9 +13,11 @@ the pack's speed-ups (FlashAttention-4 where installed, fused feed-forward, comp
 3. ``flash4_tiles``: FlashAttention-4's Hopper kernel at other (tile_m, tile_n) than its default.
 4. ``text``: moving T5-XXL's 9.5 GB of weights to the GPU: tensor by tensor from pageable memory
    (a T5 used once), packing (``backend.offload.Parcel``: pageable, or pinned in 1 GiB pieces)
-   and one copy of the packed bytes; and T5's forward itself.
+   and one copy of the packed bytes; T5's forward itself; and the process's resident memory
+   while T5 is packed, after it is dropped (PyTorch caches the freed pinned pieces), and after
+   ``return_pinned_memory``.
 
-    python benchmarks/bench_pass_options.py [--skip variants,tiles,text] [--out DIR]
+    python benchmarks/bench_pass_options.py [--skip variants,tiles,text] [--name pass_options] [--out DIR]
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _unfuse_feedforward(model, feedforward):
                 setattr(parent, name, plain)
 
 
-def variants(model, accel, feedforward, res, out_dir):
+def variants(model, accel, feedforward, res, save):
     dev = torch.device("cuda")
     inputs = T.make_inputs(1, dev)
     rows = res["variants"] = {}
@@ -133,11 +135,11 @@ def variants(model, accel, feedforward, res, out_dir):
             row["speedup_vs_default"] = round(rows["default"]["s"] / secs, 4)
         print(f"{name:20s} {secs:.4f} s/pass (first call {first:.1f} s)", row.get("speedup_vs_default", ""),
               row.get("vs_default", {}).get("rel_l2", ""), flush=True)
-        C.save_results(NAME, res, out_dir)
+        save()
     recompile(model, accel)
 
 
-def flash4_tiles(res, out_dir):
+def flash4_tiles(res, save):
     from flash_attn.cute.interface import _flash_attn_fwd
 
     import bench_attention as A
@@ -166,11 +168,11 @@ def flash4_tiles(res, out_dir):
         else:
             row["vs_default"] = C.compare(out, ref)["rel_l2"]
         print(f"flash4 tile {key:8s} {row['ms']:.3f} ms {row['tflops']} TFLOP/s", flush=True)
-        C.save_results(NAME, res, out_dir)
+        save()
 
 
-def text_transfer(res, out_dir):
-    from inversedvs.backend.offload import LooseTensors, Parcel, _copy_to, _tensors_of
+def text_transfer(res, save):
+    from inversedvs.backend.offload import LooseTensors, Parcel, _copy_to, _tensors_of, return_pinned_memory
 
     dev = torch.device("cuda")
     encoder = full_size.build_text_encoder(dev).to("cpu")
@@ -196,15 +198,30 @@ def text_transfer(res, out_dir):
         row[f"copy_{kind}_gb_per_s"] = round(row["weights_gb"] / min(times), 1)
         del parcel
         gc.collect()
-    print("text", row, flush=True)
-    C.save_results(NAME, res, out_dir)
+    row["rss_gb_while_packed"] = _resident_gb()
     del encoder, tensors, loose
     gc.collect()
+    row["rss_gb_after_drop"] = _resident_gb()
+    return_pinned_memory()
+    row["rss_gb_after_return"] = _resident_gb()
+    print("text", row, flush=True)
+    save()
+
+
+def _resident_gb() -> float | None:
+    """This process's resident memory (RSS, pinned pages included), GB; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return round(kib * 1024 / 1e9, 2)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip", default="", help="comma list of: variants, tiles, text")
+    ap.add_argument("--name", default=NAME)
     ap.add_argument("--out", default=C.RESULTS_DIR)
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -213,17 +230,21 @@ def main():
 
     res = {"what": "speed-ups of one compiled CogVideoX-5B-I2V pass (49x480x720, batch 1), "
                    "FlashAttention-4 tiles, T5 weight transfer"}
+
+    def save():  # after every part: partial results survive a time-out
+        return C.save_results(args.name, res, args.out)
+
     if "text" not in skip:
-        text_transfer(res, args.out)
+        text_transfer(res, save)
     if "tiles" not in skip and attention._flash4_importable():
-        flash4_tiles(res, args.out)
+        flash4_tiles(res, save)
     if "variants" not in skip:
         model = full_size.build_transformer(torch.device("cuda"))
         accel.speed_up_transformer(model, compile_blocks=False)
         res["attention"] = model.inversedvs_accel["attention"]
         res["ff_epilogue"] = model.inversedvs_accel["ff_epilogue"]
-        variants(model, accel, feedforward, res, args.out)
-    print("saved", C.save_results(NAME, res, args.out))
+        variants(model, accel, feedforward, res, save)
+    print("saved", save())
 
 
 if __name__ == "__main__":

@@ -83,14 +83,18 @@ def test_text_encoder_is_read_once_when_kept_and_each_time_otherwise(folder, mon
         return original(cls, *args, **kwargs)
 
     monkeypatch.setattr(T5EncoderModel, "from_pretrained", classmethod(counting))
+    returned = []
+    monkeypatch.setattr(cogvideox, "return_pinned_memory", lambda: returned.append(True))
     m = CogVideoXModel(folder, dtype="fp32", keep_text_encoder=keep)
     assert loads == []  # nothing read before the first prompt
     first = m.encode_text(["a red car"])
     second = m.encode_text(["a red car"])
     assert torch.equal(first, second)
     assert len(loads) == (1 if keep else 2)
+    assert len(returned) == (0 if keep else 2)  # pinned RAM handed back after each unkept use
     assert ("text_encoder" in m._text_placement) == keep
     m.release_text_encoder()
+    assert len(returned) == (1 if keep else 2)
     assert "text_encoder" not in m._text_placement and m._tokenizer is None
     assert torch.equal(m.encode_text(["a red car"]), first)  # loaded again after a release
 
