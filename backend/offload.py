@@ -103,17 +103,21 @@ def _host_buffer(nbytes: int, pin: bool) -> torch.Tensor:
 
 
 class Parcel:
-    """Weights (parameters and buffers) packed into host byte buffers, movable in one device buffer.
+    """Weights (parameters and buffers) packed into host byte buffers, movable in device buffers.
 
     The byte layout is one range of ``nbytes`` (each tensor at ``offsets[i]``, aligned); on the
     host it is split into ``chunks`` — (start, [n] uint8 buffer) pieces, pinned when ``pin`` and
     pinning succeeds (``pinned``). After construction the tensors' data are views into the
-    chunks. ``attach(flat)`` points them at a device buffer of the whole layout; ``detach()``
-    points them back at the host copy. Modules holding the tensors see the change at once
-    (``Tensor.data`` is swapped in place).
+    chunks. ``sections`` splits the tensors, in order, into groups that move on their own (one
+    per transformer block when blocks stream; by default one group of all): ``attach(flat, k)``
+    points section ``k``'s tensors at a device buffer holding that section's bytes
+    (``section_bytes(k)``), ``detach(k)`` points them back at the host copy. Modules holding the
+    tensors see the change at once (``Tensor.data`` is swapped in place). Sharing host pieces
+    between sections keeps small groups from each taking a pinned block of its own (PyTorch
+    rounds every pinned block up to a power of two: a 265 MB block would take 512 MB).
     """
 
-    def __init__(self, tensors: list[torch.Tensor], pin: bool):
+    def __init__(self, tensors: list[torch.Tensor], pin: bool, section_sizes: list[int] | None = None):
         self.tensors = list(tensors)
         sizes = [t.numel() * t.element_size() for t in self.tensors]
         self.offsets, total = [], 0
@@ -121,12 +125,17 @@ class Parcel:
             self.offsets.append(total)
             total += _aligned(size)
         self.nbytes = total
+        self.sections: list[tuple[int, int]] = []  # (first, stop) tensor indices
+        for count in section_sizes if section_sizes is not None else [len(self.tensors)]:
+            first = self.sections[-1][1] if self.sections else 0
+            self.sections.append((first, first + count))
+        if (self.sections[-1][1] if self.sections else 0) != len(self.tensors):
+            raise ValueError("section sizes must add up to the number of tensors")
         self.chunks: list[tuple[int, torch.Tensor]] = []
         self._host_views: list[torch.Tensor] = []
         starts = _chunk_starts(self.offsets, sizes)
         for first, stop in zip(starts, starts[1:] + [len(self.tensors)]):
-            begin = self.offsets[first]
-            end = self.offsets[stop] if stop < len(self.tensors) else total
+            begin, end = self._byte_range(first, stop)
             chunk = _host_buffer(end - begin, pin)
             self.chunks.append((begin, chunk))
             local = [off - begin for off in self.offsets[first:stop]]
@@ -135,26 +144,43 @@ class Parcel:
                 t.data = view  # the source storage is freed here when nothing else holds it
                 self._host_views.append(view)
         self.pinned = bool(self.chunks) and all(c.is_pinned() for _, c in self.chunks)
-        self.device_flat = None
-        self._versions = None
+        self.device_flats: dict[int, torch.Tensor] = {}  # attached sections → their device buffers
+        self._versions: dict[int, list[int]] = {}
 
-    def attach(self, flat: torch.Tensor) -> None:
-        """Point the tensors at ``flat`` ([nbytes] uint8 on the device, same layout)."""
-        for t, view in zip(self.tensors, _byte_views(flat, self.tensors, self.offsets)):
-            t.data = view
-        self.device_flat = flat
-        self._versions = [t._version for t in self.tensors]
+    def _byte_range(self, first: int, stop: int) -> tuple[int, int]:
+        """Bytes [begin, end) of tensors first … stop − 1 in the layout."""
+        if first >= stop:
+            return 0, 0
+        return self.offsets[first], self.offsets[stop] if stop < len(self.tensors) else self.nbytes
 
-    def detach(self) -> None:
-        """Point the tensors back at the host copy; weights changed in place on the device are kept."""
-        if self.device_flat is None:
-            return
-        for t, view, v in zip(self.tensors, self._host_views, self._versions):
-            if t._version != v:
-                view.copy_(t.data)
+    def section_bytes(self, section: int) -> tuple[int, int]:
+        """Bytes [begin, end) of section ``section`` in the layout."""
+        return self._byte_range(*self.sections[section])
+
+    def attach(self, flat: torch.Tensor, section: int = 0) -> None:
+        """Point section ``section``'s tensors at ``flat`` ([end − begin] uint8 on the device, its bytes)."""
+        first, stop = self.sections[section]
+        begin, _ = self.section_bytes(section)
+        tensors = self.tensors[first:stop]
+        for t, view in zip(tensors, _byte_views(flat, tensors, [o - begin for o in self.offsets[first:stop]])):
             t.data = view
-        self.device_flat = None
-        self._versions = None
+        self.device_flats[section] = flat
+        self._versions[section] = [t._version for t in tensors]
+
+    def detach(self, section: int | None = None) -> None:
+        """Point a section's tensors (every attached section's for None) back at the host copy.
+
+        Weights changed in place on the device are copied back first.
+        """
+        for k in list(self.device_flats) if section is None else [section]:
+            if k not in self.device_flats:
+                continue
+            first, stop = self.sections[k]
+            for t, view, v in zip(self.tensors[first:stop], self._host_views[first:stop], self._versions.pop(k)):
+                if t._version != v:
+                    view.copy_(t.data)
+                t.data = view
+            del self.device_flats[k]
 
 
 class LooseTensors:
@@ -186,16 +212,19 @@ class LooseTensors:
         self._versions = None
 
 
-def _copy_to(parcel: Parcel, device: torch.device, stream) -> tuple[torch.Tensor, object]:
-    """Start copying ``parcel``'s host bytes to ``device``; returns (device buffer, ready event or None).
+def _copy_to(parcel: Parcel, device: torch.device, stream, section: int = 0) -> tuple[torch.Tensor, object]:
+    """Start copying a section of ``parcel``'s host bytes to ``device``; returns (device buffer, ready event or None).
 
     With ``stream`` None the copy is queued on the current stream (asynchronous from pinned
     memory; the host bytes never change, so nothing has to wait for it).
     """
+    begin, end = parcel.section_bytes(section)
     with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-        flat = torch.empty(parcel.nbytes, dtype=torch.uint8, device=device)
-        for begin, chunk in parcel.chunks:
-            flat[begin : begin + chunk.numel()].copy_(chunk, non_blocking=parcel.pinned)
+        flat = torch.empty(end - begin, dtype=torch.uint8, device=device)
+        for start, chunk in parcel.chunks:
+            lo, hi = max(begin, start), min(end, start + chunk.numel())
+            if lo < hi:
+                flat[lo - begin : hi - begin].copy_(chunk[lo - start : hi - start], non_blocking=parcel.pinned)
         if stream is None:
             return flat, None
         ready = torch.cuda.Event()
@@ -234,15 +263,17 @@ def repeated_blocks(module: torch.nn.Module) -> torch.nn.ModuleList | None:
 class BlockStream:
     """Runs ``blocks`` with their weights on ``device`` one (plus one prefetched) at a time.
 
-    Forward pre-hooks attach block ``i``'s weights (waiting for their copy) and start copying
-    block ``i + 1`` (block 0 after the last, ready for the next pass); forward hooks detach block
-    ``i``. With a CUDA ``device`` the copies run on a side stream; otherwise they are synchronous.
+    The blocks' weights are packed into one :class:`Parcel`, one section per block. Forward
+    pre-hooks attach block ``i``'s weights (waiting for their copy) and start copying block
+    ``i + 1`` (block 0 after the last, ready for the next pass); forward hooks detach block ``i``. With a CUDA ``device`` the copies run on a side stream; otherwise they are synchronous.
     Hooks act only while ``active`` is true.
     """
 
     def __init__(self, blocks: torch.nn.ModuleList, device: torch.device, pin: bool):
         self.device = device
-        self.parcels = [Parcel(_tensors_of(b), pin) for b in blocks]
+        per_block = [_tensors_of(b) for b in blocks]
+        self.parcel = Parcel([t for ts in per_block for t in ts], pin, [len(ts) for ts in per_block])
+        self.count = len(per_block)
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.pending: dict[int, tuple[torch.Tensor, object]] = {}
         self.active = False
@@ -254,10 +285,10 @@ class BlockStream:
 
     def _prefetch(self, i: int) -> None:
         if i not in self.pending:
-            self.pending[i] = _copy_to(self.parcels[i], self.device, self.stream)
+            self.pending[i] = _copy_to(self.parcel, self.device, self.stream, section=i)
 
     def _count_on_device(self) -> None:
-        attached = sum(p.device_flat is not None for p in self.parcels)
+        attached = len(self.parcel.device_flats)
         self.max_on_device = max(self.max_on_device, attached + len(self.pending))
 
     def _pre_hook(self, i: int):
@@ -267,8 +298,8 @@ class BlockStream:
             self._prefetch(i)
             flat, ready = self.pending.pop(i)
             _wait_for(flat, ready, self.device)
-            self.parcels[i].attach(flat)
-            self._prefetch((i + 1) % len(self.parcels))
+            self.parcel.attach(flat, section=i)
+            self._prefetch((i + 1) % self.count)
             self._count_on_device()
             return None
 
@@ -277,7 +308,7 @@ class BlockStream:
     def _post_hook(self, i: int):
         def hook(module, args, output):
             if self.active:
-                self.parcels[i].detach()
+                self.parcel.detach(section=i)
             return None
 
         return hook
@@ -285,8 +316,7 @@ class BlockStream:
     def stop(self) -> None:
         """Deactivate the hooks and drop every device copy (attached or prefetched)."""
         self.active = False
-        for p in self.parcels:
-            p.detach()
+        self.parcel.detach()
         self.pending.clear()
 
     def remove(self) -> None:

@@ -16,8 +16,10 @@ the pack's speed-ups (FlashAttention-4 where installed, fused feed-forward, comp
    and one copy of the packed bytes; T5's forward itself; and the process's resident memory
    while T5 is packed, after it is dropped (PyTorch caches the freed pinned pieces), and after
    ``return_pinned_memory``.
+5. ``host_memory``: the resident memory the offload policies add for the full-size transformer
+   (packed into pinned pieces at registration), and a pass under each equal to the resident one.
 
-    python benchmarks/bench_pass_options.py [--skip variants,tiles,text] [--name pass_options] [--out DIR]
+    python benchmarks/bench_pass_options.py [--skip variants,tiles,text,host] [--name pass_options] [--out DIR]
 """
 
 from __future__ import annotations
@@ -208,6 +210,40 @@ def text_transfer(res, save):
     save()
 
 
+def host_memory(res, save, policies=("model_offload", "sequential_offload")):
+    """Host memory the offload policies take for the full-size transformer, and a pass through each.
+
+    The weights are packed into pinned pieces at registration; the process's resident memory
+    grows by that much (plus rounding). Each policy's pass must equal the resident pass exactly.
+    """
+    from inversedvs.backend.offload import Placement, return_pinned_memory
+
+    dev = torch.device("cuda")
+    model = full_size.build_transformer(dev)
+    weights_gb = sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9
+    inputs = T.make_inputs(1, dev)
+    ref = T.one_pass(model, inputs)
+    rows = res["host_memory"] = {"transformer_weights_gb": round(weights_gb, 2)}
+    for policy in policies:
+        placement = Placement(policy, dev)
+        before = _resident_gb()
+        _, secs = C.timed(placement.register, "transformer", model)
+        after = _resident_gb()
+        with placement.use("transformer"):
+            out = T.one_pass(model, inputs)
+        rows[policy] = {"register_s": round(secs, 2), "rss_growth_gb": round(after - before, 2),
+                        "rss_growth_per_weight_gb": round((after - before) / weights_gb, 3),
+                        "pass_equals_resident": bool(torch.equal(out, ref)),
+                        "pass_vs_resident_rel_l2": C.compare(out, ref)["rel_l2"],
+                        "stats": placement.stats()}
+        placement.unregister("transformer")
+        model.to(dev)  # back on the GPU for the next policy; the pinned pieces are freed
+        gc.collect()
+        return_pinned_memory()
+        print("host", policy, rows[policy], flush=True)
+        save()
+
+
 def _resident_gb() -> float | None:
     """This process's resident memory (RSS, pinned pages included), GB; None off Linux."""
     try:
@@ -220,8 +256,10 @@ def _resident_gb() -> float | None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--skip", default="", help="comma list of: variants, tiles, text")
+    ap.add_argument("--skip", default="", help="comma list of: variants, tiles, text, host")
     ap.add_argument("--name", default=NAME)
+    ap.add_argument("--host-policies", default="model_offload,sequential_offload",
+                    help="offload policies measured by the host part, in this order")
     ap.add_argument("--out", default=C.RESULTS_DIR)
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -238,6 +276,8 @@ def main():
         text_transfer(res, save)
     if "tiles" not in skip and attention._flash4_importable():
         flash4_tiles(res, save)
+    if "host" not in skip:
+        host_memory(res, save, args.host_policies.split(","))
     if "variants" not in skip:
         model = full_size.build_transformer(torch.device("cuda"))
         accel.speed_up_transformer(model, compile_blocks=False)

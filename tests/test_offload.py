@@ -126,15 +126,44 @@ def test_parcel_round_trip_and_in_place_changes_survive_detach(monkeypatch, chun
     assert torch.allclose(model(x), expected + 1.0, atol=1e-6)
 
 
+def test_parcel_sections_move_on_their_own_across_host_pieces(monkeypatch):
+    from inversedvs.backend import offload
+
+    monkeypatch.setattr(offload, "PIN_CHUNK_BYTES", 1500)  # pieces smaller than two blocks
+    model, x = _model_and_input()
+    expected = model(x)
+    per_block = [_tensors_of(b) for b in model.blocks]
+    parcel = Parcel([t for ts in per_block for t in ts], pin=False, section_sizes=[len(ts) for ts in per_block])
+    assert len(parcel.sections) == N_BLOCKS and len(parcel.chunks) > 1
+    straddling = [k for k in range(N_BLOCKS)
+                  if sum(1 for start, c in parcel.chunks
+                         if start < parcel.section_bytes(k)[1] and parcel.section_bytes(k)[0] < start + c.numel()) > 1]
+    assert straddling  # some block's bytes lie in two host pieces
+    other = next(k for k in range(N_BLOCKS) if k != straddling[0])
+    for k in (straddling[0], other):
+        flat, _ = offload._copy_to(parcel, torch.device("cpu"), None, section=k)
+        begin, end = parcel.section_bytes(k)
+        assert flat.numel() == end - begin
+        parcel.attach(flat, section=k)
+        assert all(_within(t, flat) for t in per_block[k])
+    assert set(parcel.device_flats) == {straddling[0], other}
+    assert torch.equal(model(x), expected)  # the device copies hold the same bytes
+    parcel.detach(section=other)
+    assert set(parcel.device_flats) == {straddling[0]}
+    parcel.detach()
+    assert not parcel.device_flats and all(_on_host(t, parcel) for t in parcel.tensors)
+    with pytest.raises(ValueError, match="add up"):
+        Parcel(_tensors_of(model.blocks[0]), pin=False, section_sizes=[1])
+
+
 def test_block_stream_holds_at_most_two_blocks_and_matches_plain_forward():
     model, x = _model_and_input()
     expected = model(x)
     stream = BlockStream(model.blocks, torch.device("cpu"), pin=False)
-    host = stream.parcels
     stream.active = True
     seen = []
     handles = [
-        b.register_forward_pre_hook(lambda m, a, i=i: seen.append((i, all(_on_host(t, host[i]) for t in _tensors_of(m)))))
+        b.register_forward_pre_hook(lambda m, a, i=i: seen.append((i, all(_on_host(t, stream.parcel) for t in _tensors_of(m)))))
         for i, b in enumerate(model.blocks)
     ]
     got = model(x)
@@ -149,7 +178,8 @@ def test_block_stream_holds_at_most_two_blocks_and_matches_plain_forward():
     assert set(stream.pending) == {0}  # block 0 prefetched for the next pass
     stream.stop()
     assert not stream.pending
-    assert all(_on_host(t, host[i]) for i, b in enumerate(model.blocks) for t in _tensors_of(b))
+    assert all(_on_host(t, stream.parcel) for b in model.blocks for t in _tensors_of(b))
+    assert not stream.parcel.device_flats
     stream.remove()
     assert torch.equal(model(x), expected)
 
@@ -175,7 +205,7 @@ def test_offload_policies_move_weights_only_inside_use(policy, reused):
             assert m is model
             assert all(t.data_ptr() != p for t, p in zip(entry.moving, host_ptrs))
             if reused:
-                assert all(_within(t, entry.parcel.device_flat) for t in entry.moving)
+                assert all(_within(t, entry.parcel.device_flats[0]) for t in entry.moving)
             with placement.use("transformer"):  # nested use keeps the weights in place
                 pass
             assert all(t.data_ptr() != p for t, p in zip(entry.moving, host_ptrs))
