@@ -11,7 +11,7 @@ Three policies, one interface (:class:`Placement`):
     decode, text encode) get the memory back. A module registered as ``reused`` (the default) is
     packed at registration into pinned host buffers and arrives in one fast copy per use (53 GB/s
     on an H100 host, against 7.5 GB/s from pageable memory); a module used only once is copied
-    tensor by tensor instead, which spares the packing (pinning 9.5 GB takes ≈ 11 s).
+    tensor by tensor instead, which spares the packing (pinning T5's 9.5 GB takes ≈ 5 s).
 ``sequential_offload``
     like ``model_offload``, and a module built from a long list of identical blocks (the video
     transformer's 42 blocks, T5's 24) streams those blocks through the device one at a time: a
@@ -99,7 +99,15 @@ def _host_buffer(nbytes: int, pin: bool) -> torch.Tensor:
             return torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
         except RuntimeError:  # no driver, or the OS refused to lock this much memory
             pass
-    return torch.empty(nbytes, dtype=torch.uint8)
+    try:
+        return torch.empty(nbytes, dtype=torch.uint8)
+    except RuntimeError as err:  # the host itself is out of memory
+        raise InverseDVSError(
+            f"Not enough free system RAM to hold the model's weights in host memory (a {nbytes / 1e9:.1f} GB piece "
+            f"failed: {str(err).splitlines()[0][:120]}). Close other programs, turn Load Video Model's "
+            "keep_text_encoder off (frees T5's 9.5 GB between prompts), or use memory = resident on a GPU that "
+            "holds the whole model."
+        ) from None
 
 
 class Parcel:
@@ -184,7 +192,7 @@ class Parcel:
 
 
 class LooseTensors:
-    """Tensors moved to the device one by one, without packing or pinning (the first use of a module).
+    """Tensors moved to the device one by one, without packing or pinning (a module used once, or resident).
 
     ``attach(device)`` points each tensor at a device copy; ``detach()`` points it back at its host
     data, keeping in-place changes made on the device (as :class:`Parcel` does).

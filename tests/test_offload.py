@@ -248,3 +248,10 @@ def test_resident_keeps_host_copies_so_release_costs_no_copy_back(monkeypatch):
     placement.unregister("text_encoder")
     assert [t.data_ptr() for t in tensors] == host_ptrs
     assert torch.equal(model(x), expected)
+
+
+def test_a_host_out_of_memory_is_a_clear_error():
+    from inversedvs.backend import offload
+
+    with pytest.raises(InverseDVSError, match="Not enough free system RAM .* keep_text_encoder off"):
+        offload._host_buffer(1 << 60, pin=False)
