@@ -70,10 +70,11 @@ class EpilogueGELU(torch.nn.Module):
 
     def __init__(self, proj: torch.nn.Linear):
         super().__init__()
+        _register_op()  # once here, not on every forward
         self.proj = proj
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return linear_gelu_tanh(hidden_states, self.proj.weight, self.proj.bias)
+        return torch.ops.inversedvs.linear_gelu_tanh(hidden_states.contiguous(), self.proj.weight, self.proj.bias)
 
 
 def _replaceable(module: torch.nn.Module) -> bool:
@@ -88,7 +89,6 @@ def use_epilogue_gelu(model: torch.nn.Module) -> int:
 
     Returns how many ``EpilogueGELU`` the model now has (swapped earlier or now; 0: none).
     """
-    _register_op()
     swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if _replaceable(child)]
     for parent, name, child in swaps:

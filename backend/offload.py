@@ -29,6 +29,7 @@ are and ``use`` hands them back unchanged.
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import torch
 
@@ -133,12 +134,11 @@ class Parcel:
             self.offsets.append(total)
             total += _aligned(size)
         self.nbytes = total
-        self.sections: list[tuple[int, int]] = []  # (first, stop) tensor indices
-        for count in section_sizes if section_sizes is not None else [len(self.tensors)]:
-            first = self.sections[-1][1] if self.sections else 0
-            self.sections.append((first, first + count))
-        if (self.sections[-1][1] if self.sections else 0) != len(self.tensors):
+        counts = section_sizes if section_sizes is not None else [len(self.tensors)]
+        if sum(counts) != len(self.tensors):
             raise ValueError("section sizes must add up to the number of tensors")
+        bounds = list(itertools.accumulate(counts, initial=0))
+        self.sections = list(zip(bounds, bounds[1:]))  # (first, stop) tensor indices
         self.chunks: list[tuple[int, torch.Tensor]] = []
         self._host_views: list[torch.Tensor] = []
         starts = _chunk_starts(self.offsets, sizes)
@@ -273,7 +273,8 @@ class BlockStream:
 
     The blocks' weights are packed into one :class:`Parcel`, one section per block. Forward
     pre-hooks attach block ``i``'s weights (waiting for their copy) and start copying block
-    ``i + 1`` (block 0 after the last, ready for the next pass); forward hooks detach block ``i``. With a CUDA ``device`` the copies run on a side stream; otherwise they are synchronous.
+    ``i + 1`` (block 0 after the last, ready for the next pass); forward hooks detach block ``i``.
+    With a CUDA ``device`` the copies run on a side stream; otherwise they are synchronous.
     Hooks act only while ``active`` is true.
     """
 
@@ -281,7 +282,6 @@ class BlockStream:
         self.device = device
         per_block = [_tensors_of(b) for b in blocks]
         self.parcel = Parcel([t for ts in per_block for t in ts], pin, [len(ts) for ts in per_block])
-        self.count = len(per_block)
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.pending: dict[int, tuple[torch.Tensor, object]] = {}
         self.active = False
@@ -307,7 +307,7 @@ class BlockStream:
             flat, ready = self.pending.pop(i)
             _wait_for(flat, ready, self.device)
             self.parcel.attach(flat, section=i)
-            self._prefetch((i + 1) % self.count)
+            self._prefetch((i + 1) % len(self.parcel.sections))
             self._count_on_device()
             return None
 
