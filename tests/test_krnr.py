@@ -162,12 +162,18 @@ def _reference_formula(x0, eps, mean, std, alpha_bar, k):
     return normalised * (c2 * std) + (c2 * mean + n2 * eps)
 
 
-def test_reference_krnr_matches_independent_formula_and_is_order_2(schedule):
-    gen = torch.Generator().manual_seed(4)
+def _latent_with_posterior(seed: int, mean_spread: float):
+    """x0, ε [1, 4, 3, 6, 8] and a VAE posterior around x0: mean = x0 + spread·N(0, 1), std in 0.05..0.15."""
+    gen = torch.Generator().manual_seed(seed)
     shape = (1, 4, 3, 6, 8)
     x0, eps = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
-    mean = x0 + 0.1 * torch.randn(shape, generator=gen)
+    mean = x0 + mean_spread * torch.randn(shape, generator=gen)
     std = 0.05 + 0.1 * torch.rand(shape, generator=gen)
+    return x0, eps, mean, std
+
+
+def test_reference_krnr_matches_independent_formula_and_is_order_2(schedule):
+    x0, eps, mean, std = _latent_with_posterior(seed=4, mean_spread=0.1)
     a = schedule.alpha_bar(966)
     for k in (1, 2, 5, 10, 20):
         ours = krnr_reference(x0, eps, mean, std, a, k)
@@ -210,11 +216,7 @@ def _released_noise_init(x, eps, unseen, fully, mean, std, alpha_bar, k, generat
 
 
 def test_reference_mode_reproduces_the_released_noise_initialisation(schedule):
-    gen = torch.Generator().manual_seed(6)
-    shape = (1, 4, 3, 6, 8)
-    x0, eps = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
-    mean = x0 + 0.05 * torch.randn(shape, generator=gen)
-    std = 0.05 + 0.1 * torch.rand(shape, generator=gen)
+    x0, eps, mean, std = _latent_with_posterior(seed=6, mean_spread=0.05)
     unseen = torch.zeros(3, 6, 8, dtype=torch.bool)
     unseen[:, :, 5:] = True
     fully = torch.zeros_like(unseen)
