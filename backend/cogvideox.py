@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 
 import torch
 
 from ..errors import InverseDVSError
 from ..krnr.schedule import NoiseSchedule
+from .files import check_weight_folder, read_json, weights_fingerprint
 from .lora import merge_lora, read_safetensors
 from .offload import POLICIES, Placement, return_pinned_memory
 
@@ -36,6 +36,8 @@ REQUIRED = {
     "tokenizer": ("tokenizer_config.json",),
 }
 TOKENIZER_VOCAB = ("spiece.model", "tokenizer.json")
+# Parts with a config.json and safetensors weights.
+WEIGHT_PARTS = ("transformer", "vae", "text_encoder")
 
 
 def missing_parts(folder: str) -> list[str]:
@@ -91,11 +93,41 @@ def padded_image_condition(image_latent: torch.Tensor, frames: int) -> torch.Ten
     return torch.cat([image_latent, pad], dim=2)
 
 
+def repair_hint(part: str) -> str:
+    """What to do about a damaged file in ``part`` of the folder."""
+    return f"Copy {part}/ again from the CogVideoX-5B-I2V repository (diffusers layout, safetensors weights)."
+
+
+def read_part_config(folder: str, part: str, name: str = "config.json") -> dict:
+    """The JSON settings file ``part/name`` of the model folder, checked (``files.read_json``)."""
+    return read_json(os.path.join(folder, part, name), f"The {part} settings file", repair_hint(part))
+
+
+def check_folder_files(folder: str) -> list[str]:
+    """Read every settings file and check every weight file's header before anything is loaded.
+
+    A damaged folder (an empty or invalid JSON, a truncated or renamed weight file) is refused at
+    load time, naming the file, instead of failing later inside a library (T5 only at Encode Text).
+    Returns the transformer's and the VAE's weight files.
+    """
+    denoiser = []
+    for part in WEIGHT_PARTS:
+        read_part_config(folder, part)
+        paths = check_weight_folder(os.path.join(folder, part), f"The {part} weight file", repair_hint(part))
+        if part != "text_encoder":
+            denoiser += paths
+    read_part_config(folder, "tokenizer", "tokenizer_config.json")
+    return denoiser
+
+
 def check_image_to_video(folder: str) -> None:
     """Refuse a transformer config that is not image-to-video (input channels = 2 × latent channels)."""
-    with open(os.path.join(folder, "transformer", "config.json")) as f:
-        cfg = json.load(f)
-    latent, given = int(cfg.get("out_channels", 16)), int(cfg.get("in_channels", 16))
+    cfg = read_part_config(folder, "transformer")
+    try:
+        latent, given = int(cfg.get("out_channels", 16)), int(cfg.get("in_channels", 16))
+    except (TypeError, ValueError):
+        raise InverseDVSError(f"The transformer settings in '{folder}' give non-numeric channel counts. "
+                              + repair_hint("transformer")) from None
     if given != 2 * latent:
         raise InverseDVSError(
             f"The transformer in '{folder}' takes {given} input channels; an image-to-video CogVideoX needs twice its "
@@ -103,15 +135,25 @@ def check_image_to_video(folder: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def loading_part(folder: str, part: str):
+    """Turn a library's failure while reading ``part/`` of the folder into an error naming the part."""
+    try:
+        yield
+    except InverseDVSError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, AttributeError) as err:
+        first = (str(err).splitlines() or [err.__class__.__name__])[0][:300]
+        raise InverseDVSError(
+            f"Could not load {part}/ of '{folder}': {first}. The files are damaged or belong to another model. "
+            + repair_hint(part)
+        ) from None
+
+
 def _load_part(cls, folder: str, part: str, load: dict):
     """``cls.from_pretrained(folder/part)``, its failures turned into an error naming the part."""
-    try:
+    with loading_part(folder, part):
         return cls.from_pretrained(folder, subfolder=part, **load)
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
-        raise InverseDVSError(
-            f"Could not load {part}/ of '{folder}': {str(err).splitlines()[0][:300]}. The files are damaged or belong "
-            "to another model; copy that folder again from the CogVideoX-5B-I2V repository."
-        ) from None
 
 
 class CogVideoXModel:
@@ -136,14 +178,18 @@ class CogVideoXModel:
         if self.device.type == "cpu" and self.dtype == torch.float16:
             self.dtype = torch.float32  # half precision matmuls are not available on every CPU
         self.policy = policy
-        with open(os.path.join(folder, "scheduler", "scheduler_config.json")) as f:
-            self.schedule = NoiseSchedule(json.load(f))
+        weight_files = check_folder_files(folder)
+        with loading_part(folder, "scheduler"):
+            self.schedule = NoiseSchedule(read_part_config(folder, "scheduler", "scheduler_config.json"))
         check_image_to_video(folder)
         load = dict(torch_dtype=self.dtype, use_safetensors=True, local_files_only=True)
         self.transformer = _load_part(CogVideoXTransformer3DModel, folder, "transformer", load).eval()
         self.vae = _load_part(AutoencoderKLCogVideoX, folder, "vae", load).eval()
         self.transformer.requires_grad_(False)
         self.vae.requires_grad_(False)
+        # which weights made a latent or a noise: LATENTs carry it, so noise of other weights is refused
+        self.weights_id = weights_fingerprint(weight_files + ([lora_path] if lora_path else []),
+                                              float(lora_strength) if lora_path else None)
         self.lora_layers = 0
         if lora_path:
             state = read_safetensors(lora_path, "LoRA")
@@ -157,6 +203,7 @@ class CogVideoXModel:
         self.image_scaling_factor = (1.0 / self.scaling_factor if getattr(self.vae.config, "invert_scale_latents", False)
                                      else self.scaling_factor)
         self.text_width = int(cfg.text_embed_dim)
+        self.text_length = int(cfg.max_text_seq_length)  # prompts are padded to this many T5 tokens
         # Learned positional embeddings (CogVideoX-5B-I2V) exist only for the training size (latent h, w).
         self.fixed_latent_size = ((int(cfg.sample_height), int(cfg.sample_width))
                                   if getattr(cfg, "use_learned_positional_embeddings", False) else None)
@@ -174,11 +221,14 @@ class CogVideoXModel:
         """Read the tokenizer and T5 from the folder and give T5 to the text placement."""
         from transformers import AutoTokenizer, T5EncoderModel
 
-        self._tokenizer = AutoTokenizer.from_pretrained(os.path.join(self.folder, "tokenizer"), local_files_only=True)
-        encoder = T5EncoderModel.from_pretrained(
-            os.path.join(self.folder, "text_encoder"), torch_dtype=self.dtype, use_safetensors=True,
-            local_files_only=True,
-        ).eval().requires_grad_(False)
+        with loading_part(self.folder, "tokenizer"):
+            self._tokenizer = AutoTokenizer.from_pretrained(os.path.join(self.folder, "tokenizer"),
+                                                            local_files_only=True)
+        with loading_part(self.folder, "text_encoder"):
+            encoder = T5EncoderModel.from_pretrained(
+                os.path.join(self.folder, "text_encoder"), torch_dtype=self.dtype, use_safetensors=True,
+                local_files_only=True,
+            ).eval().requires_grad_(False)
         self._text_placement.register("text_encoder", encoder, reused=self.keep_text_encoder)
 
     def release_text_encoder(self) -> None:
@@ -198,8 +248,7 @@ class CogVideoXModel:
         """
         if "text_encoder" not in self._text_placement:
             self._load_text_encoder()
-        length = int(self.transformer.config.max_text_seq_length)
-        ids = self._tokenizer(prompts, padding="max_length", max_length=length, truncation=True,
+        ids = self._tokenizer(prompts, padding="max_length", max_length=self.text_length, truncation=True,
                               add_special_tokens=True, return_tensors="pt").input_ids
         try:
             with torch.no_grad(), self._text_placement.use("text_encoder") as enc:

@@ -14,8 +14,8 @@ import re
 import torch
 
 from ..errors import InverseDVSError
+from .files import safetensors_header
 
-SAFETENSORS_EXT = ".safetensors"
 _PREFIXES = ("transformer.", "base_model.model.", "diffusion_model.", "model.")
 _PAIR = re.compile(r"^(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_down|lora_up)(?:\.default)?\.weight$")
 _ALPHA = re.compile(r"^(?P<module>.+?)\.alpha$")
@@ -24,22 +24,27 @@ LISTED_KEYS = 3
 
 
 def read_safetensors(path: str, what: str) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file; anything else is refused and never unpickled."""
-    if not path.lower().endswith(SAFETENSORS_EXT):
-        raise InverseDVSError(
-            f"{what} '{os.path.basename(path)}' is not a .safetensors file. Only safetensors weights are loaded "
-            "(pickled .bin/.pt/.ckpt files can run code and are refused); convert it to safetensors first."
-        )
+    """Tensors of a complete ``.safetensors`` file, all finite; anything else is refused and never unpickled."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    hint = "convert it to safetensors first, or download it again."
+    safetensors_header(path, what, hint)
     try:
-        return load_file(path, device="cpu")
+        state = load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise InverseDVSError(
             f"{what} '{os.path.basename(path)}' could not be read as safetensors ({err}). "
             "The file is damaged or not a safetensors file; download it again."
         ) from None
+    bad = [key for key, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise InverseDVSError(
+            f"{what} '{os.path.basename(path)}' holds NaN or infinite values in {len(bad)} of its "
+            f"{len(state)} tensors (e.g. {', '.join(bad[:LISTED_KEYS])}); merging it would turn every output into NaN. The file is "
+            "damaged or came from a training run that diverged: download it again or use another file."
+        )
+    return state
 
 
 def _strip_prefix(name: str) -> str:

@@ -26,6 +26,11 @@ MEMORY_HEADROOM = 0.9
 TEMPORAL_STRIDE = 4
 # Video sizes the transformer accepts: 8x VAE downsampling times 2x2 patches.
 SPATIAL_MULTIPLE = 16
+# Tensors a LATENT of this pack may carry, all checked for finiteness where a node reads them.
+LATENT_TENSORS = ("samples", "mean", "std", "image")
+# How far outside 0..1 a float IMAGE may stray before it is refused rather than clipped.
+IMAGE_OVERSHOOT = 0.1
+INTEGER_DTYPES = (torch.int16, torch.int32, torch.int64)
 _OOM_ALLOCATION = re.compile(r"Tried to allocate ([0-9.]+ [KMGT]i?B)")
 
 
@@ -80,7 +85,11 @@ def check_strength(strength: float, node: str) -> float:
 
 
 def check_image(image, name: str, node: str) -> torch.Tensor:
-    """An IMAGE batch: float tensor [F, H, W, 3] with F, H, W >= 1 and finite values."""
+    """An IMAGE batch [F, H, W, 3] with F, H, W >= 1 → float32 in 0..1 (returned: use it).
+
+    uint8 frames (0..255, as some loaders make them) are divided by 255; float values a little
+    outside 0..1 (resampling overshoot, up to IMAGE_OVERSHOOT) are clipped; anything else is refused.
+    """
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise InverseDVSError(
@@ -89,9 +98,21 @@ def check_image(image, name: str, node: str) -> torch.Tensor:
         )
     if min(image.shape[:3]) < 1:
         raise InverseDVSError(f"{node}: {name} is empty (shape {tuple(image.shape)}); it needs at least one frame.")
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0
+    if image.dtype == torch.bool or not (image.is_floating_point() or image.dtype in INTEGER_DTYPES):
+        raise InverseDVSError(f"{node}: {name} holds {image.dtype} values; an IMAGE holds floats in 0..1.")
+    image = image.float()
     if not torch.isfinite(image).all():
         raise InverseDVSError(f"{node}: {name} contains NaN or infinite values; check the node that produced it.")
-    return image
+    lo, hi = image.min().item(), image.max().item()
+    if lo < -IMAGE_OVERSHOOT or hi > 1.0 + IMAGE_OVERSHOOT:
+        scale = " (it looks like 0..255: divide by 255)" if hi > 2.0 else ""
+        raise InverseDVSError(
+            f"{node}: {name} holds values from {lo:g} to {hi:g}, but an IMAGE holds 0..1{scale}. "
+            "Check the node that produced it."
+        )
+    return image.clamp(0.0, 1.0)
 
 
 def check_mask(mask, name: str, node: str) -> torch.Tensor:
@@ -101,6 +122,9 @@ def check_mask(mask, name: str, node: str) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor) or mask.ndim != 3:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise InverseDVSError(f"{node}: {name} must be a MASK of shape [frames, height, width]; got {shape}.")
+    if mask.numel() == 0:
+        raise InverseDVSError(f"{node}: {name} is empty (shape {tuple(mask.shape)}); it needs at least one frame.")
+    mask = mask.float()
     if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
         raise InverseDVSError(
             f"{node}: {name} must hold values in 0..1 (1 = hole to synthesise); "
@@ -164,7 +188,11 @@ def check_multiple_of_16(height: int, width: int, node: str) -> tuple[int, int]:
 
 
 def check_latent(latent, node: str, channels: int | None = None, name: str = "latent") -> torch.Tensor:
-    """A video LATENT dict with ``samples`` [B, C, T, H, W] (C = ``channels`` when given); returns it."""
+    """A video LATENT dict with ``samples`` [1, C, T, H, W] (C = ``channels`` when given), every tensor finite.
+
+    One video at a time: a batch of several videos is refused (split it first). The tensors the
+    pack adds (``mean``, ``std``, ``image``) are checked for finiteness too.
+    """
     samples = latent.get("samples") if isinstance(latent, dict) else None
     if not isinstance(samples, torch.Tensor):
         raise InverseDVSError(f"{node}: {name} is not a LATENT (no 'samples' tensor); connect a VAE Encode output.")
@@ -173,12 +201,37 @@ def check_latent(latent, node: str, channels: int | None = None, name: str = "la
             f"{node}: {name} has shape {tuple(samples.shape)}, an image latent; a video latent "
             "[batch, channels, frames, height, width] from this pack's VAE Encode is needed."
         )
+    if samples.numel() == 0:
+        raise InverseDVSError(f"{node}: {name} is empty (shape {tuple(samples.shape)}); encode a video of at least "
+                              "one frame.")
+    if samples.shape[0] != 1:
+        raise InverseDVSError(
+            f"{node}: {name} holds a batch of {samples.shape[0]} videos; the pack re-renders one video at a time "
+            "(each has its own warp, mask and inversion). Take one of them out of the batch first (e.g. core's "
+            "Latent From Batch) and run the graph per video."
+        )
     if channels is not None and samples.shape[1] != channels:
         raise InverseDVSError(
             f"{node}: {name} has {samples.shape[1]} channels but this model's latents have {channels}; "
             "it comes from another model's VAE. Encode the video with this pack's VAE Encode."
         )
+    for key in LATENT_TENSORS:
+        value = latent.get(key)
+        if isinstance(value, torch.Tensor) and not torch.isfinite(value).all():
+            part = "" if key == "samples" else f" (its '{key}')"
+            raise InverseDVSError(
+                f"{node}: {name}{part} contains NaN or infinite values; the node that made it went wrong "
+                "(a damaged model or LoRA, or an input out of range). Fix that node's inputs and run it again."
+            )
     return samples
+
+
+def tensor_fingerprint(tensor: torch.Tensor) -> str:
+    """A short id of a tensor's values (SHA-1 of its float32 bytes), to tell which video a LATENT came from."""
+    import hashlib
+
+    data = tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return hashlib.sha1(data).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- memory
@@ -353,25 +406,9 @@ def join_inside(root: str, name: str, what: str, node: str, folder: str = "Comfy
 
 # ----------------------------------------------------------------------------- weights
 
-# A safetensors file starts with an 8-byte little-endian header length, then a JSON header.
-SAFETENSORS_MAX_HEADER = 100 * MIB
-
-
 def check_safetensors_file(path: str, what: str, node: str) -> str:
-    """``path`` is a readable safetensors file (checked from its header, never unpickled); returns it."""
-    name = os.path.basename(path)
-    problem = None
-    if not name.lower().endswith(".safetensors"):
-        problem = "is not a .safetensors file"
-    else:
-        with open(path, "rb") as f:
-            head = f.read(9)
-        size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
-        if not 2 <= size <= SAFETENSORS_MAX_HEADER or head[8:9] != b"{":
-            problem = "is not in safetensors format (it may be a renamed pickle .bin/.pt/.ckpt file)"
-    if problem:
-        raise InverseDVSError(
-            f"{node}: {what} '{name}' {problem}. Only .safetensors weights are loaded (pickled "
-            "weights can run code); convert it to safetensors or download the .safetensors version."
-        )
+    """``path`` is a complete safetensors file (checked from its header, never unpickled); returns it."""
+    from ..backend.files import safetensors_header
+
+    safetensors_header(path, f"{node}: {what}", "convert it to safetensors or download the .safetensors version.")
     return path

@@ -79,6 +79,52 @@ def _condition(latent: dict, node: str) -> torch.Tensor:
     return image.float()
 
 
+def _source(latent: dict) -> str:
+    """Fingerprint of the encoded video a LATENT came from (VAE Encode Video's ``source``, else its samples')."""
+    return latent.get("source") or _validate.tensor_fingerprint(latent["samples"])
+
+
+def check_pairing(clean: dict, noise: dict, node: str, model=None) -> None:
+    """``noise`` must be K-RNR Invert's inversion of this very ``clean`` latent (and of ``model``'s weights).
+
+    Refuses latents of different shapes, the two inputs swapped, noise inverted from another video
+    or with another image condition, and latents or noise made with other weights — mistakes that
+    would otherwise give a silently wrong video.
+    """
+    if noise["samples"].shape != clean["samples"].shape:
+        raise InverseDVSError(
+            f"{node}: clean latent {tuple(clean['samples'].shape)} and noise {tuple(noise['samples'].shape)} differ; "
+            "invert the same latent you connect as 'clean'."
+        )
+    if "inversion" in clean or ("source" in noise and "inversion" not in noise):
+        raise InverseDVSError(
+            f"{node}: 'clean' and 'noise' look swapped: connect VAE Encode Video's LATENT (or SLM's clean) as "
+            "'clean' and K-RNR Invert's output (or SLM's noise) as 'noise'."
+        )
+    inv = noise.get("inversion") or {}
+    if inv.get("source") is not None and inv["source"] != _source(clean):
+        raise InverseDVSError(
+            f"{node}: the noise was inverted from another video than the 'clean' latent. Connect the LATENT "
+            "that went into K-RNR Invert as 'clean' (invert this video again if it changed)."
+        )
+    image = clean.get("image")
+    if inv.get("image") is not None and isinstance(image, torch.Tensor) \
+            and inv["image"] != _validate.tensor_fingerprint(image):
+        raise InverseDVSError(
+            f"{node}: the noise was inverted with another image condition than this 'clean' latent carries "
+            "(VAE Encode Video ran again with another image_condition or seed). Invert this latent again."
+        )
+    if model is None:
+        return
+    for name, latent in (("noise", noise), ("clean", clean)):
+        made_with = latent.get("weights")
+        if made_with is not None and made_with != model.weights_id:
+            raise InverseDVSError(
+                f"{node}: {name} was made with other weights than the loaded model (another model folder, LoRA or "
+                "LoRA strength). Run VAE Encode Video and K-RNR Invert again with this model."
+            )
+
+
 class KRNRInvert:
     """DDIM-invert the warped video's latent with an empty prompt (one transformer pass per step)."""
 
@@ -116,6 +162,10 @@ class KRNRInvert:
         node = self.DISPLAY_NAME
         check_model(model, node)
         samples = check_model_latent(latent, model, node)
+        if "inversion" in latent:
+            raise InverseDVSError(
+                f"{node}: this LATENT is already an inverted noise; connect VAE Encode Video's LATENT here."
+            )
         steps = _validate.check_steps(steps, node)
         strength = _validate.check_strength(strength, node)
         if inversion_end not in INVERSION_ENDS:
@@ -135,8 +185,9 @@ class KRNRInvert:
         except BaseException:
             model.release()
             raise
-        info = {"steps": steps, "strength": strength, "start": start, "end": timesteps[-1]}
-        return ({"samples": noise, "model": model.model_id, "inversion": info},)
+        info = {"steps": steps, "strength": strength, "start": start, "end": timesteps[-1], "source": _source(latent),
+                "image": _validate.tensor_fingerprint(_condition(latent, node))}
+        return ({"samples": noise, "model": model.model_id, "weights": model.weights_id, "inversion": info},)
 
 
 class StochasticLatentModulate:
@@ -174,11 +225,7 @@ class StochasticLatentModulate:
         node = self.DISPLAY_NAME
         x_samples = _validate.check_latent(clean, node, name="clean")
         eps = _validate.check_latent(noise, node, channels=x_samples.shape[1], name="noise")
-        if eps.shape != x_samples.shape:
-            raise InverseDVSError(
-                f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps.shape)} differ; invert the same "
-                "latent you connect as 'clean'."
-            )
+        check_pairing(clean, noise, node)
         if scope not in SLM_SCOPES or clean_from not in CLEAN_SOURCES:
             raise InverseDVSError(f"{node}: scope must be one of {SLM_SCOPES}, clean_from one of {CLEAN_SOURCES}.")
         _, unseen, fully = latent_masks(mask, x_samples, node)
@@ -240,11 +287,7 @@ class Sample:
         check_model(model, node)
         x_samples = check_model_latent(clean, model, node, "clean")
         eps = check_model_latent(noise, model, node, "noise")
-        if eps.shape != x_samples.shape:
-            raise InverseDVSError(
-                f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps.shape)} differ; invert the "
-                "latent you connect as 'clean'."
-            )
+        check_pairing(clean, noise, node, model)
         steps = _validate.check_steps(steps, node)
         strength = _validate.check_strength(strength, node)
         if mode not in MODES:

@@ -1,10 +1,12 @@
 """Model nodes: load CogVideoX-5B-I2V, encode text, VAE encode / decode.
 
 The loaded model travels between nodes as the pack type INVDVS_VIDEO_MODEL. Latents are ComfyUI
-LATENT dicts ``{"samples": [B, C, T, h, w], "mean", "std", "image", "model"}``: ``samples`` is the
-VAE posterior mean (the mode), ``mean``/``std`` the posterior statistics, ``image`` the image
-condition [1, C, 1, h, w] (the first frame encoded alone), ``model`` the model id so a latent of
-another model is refused.
+LATENT dicts ``{"samples": [1, C, T, h, w], "mean", "std", "image", "model", "weights", "source"}``:
+``samples`` is the VAE posterior mean (the mode), ``mean``/``std`` the posterior statistics,
+``image`` the image condition [1, C, 1, h, w] (the first frame encoded alone), ``model`` the model
+id so a latent of another model is refused, ``weights`` the loaded weights' id and ``source`` a
+fingerprint of the encoded video, so noise inverted from another clip or with other weights is
+refused (checked in nodes/diffusion.py).
 """
 
 from __future__ import annotations
@@ -69,25 +71,42 @@ def check_model_latent(latent, model, node: str, name: str = "latent") -> torch.
 
 
 def text_embeds(conditioning, model, node: str, name: str) -> torch.Tensor:
-    """Embeddings [1, L, D] from a CONDITIONING ``[[embeds, {...}], ...]`` (first entry), D checked against the model."""
+    """Embeddings [1, L, D] from a CONDITIONING ``[[embeds, {...}]]``: one prompt, L and D the model's, finite."""
     try:
         embeds = conditioning[0][0]
     except (TypeError, IndexError, KeyError):
         embeds = None
     if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3:
         raise InverseDVSError(f"{node}: {name} is not a CONDITIONING; connect Encode Text (InverseDVS).")
-    width = model.text_width
+    if len(conditioning) != 1 or embeds.shape[0] != 1:
+        raise InverseDVSError(
+            f"{node}: {name} holds {max(len(conditioning), embeds.shape[0])} prompts (combined or batched "
+            "conditionings); this model takes one prompt. Connect Encode Text (InverseDVS) directly."
+        )
+    width, length = model.text_width, model.text_length
     if embeds.shape[-1] != width:
         raise InverseDVSError(
             f"{node}: {name} has embeddings of width {embeds.shape[-1]} but this model reads T5 embeddings of width "
             f"{width}; it comes from another text encoder. Use Encode Text (InverseDVS) with this model."
         )
-    return embeds[:1].float()
+    if embeds.shape[1] != length:
+        raise InverseDVSError(
+            f"{node}: {name} has {embeds.shape[1]} tokens but this model reads prompts padded to {length} T5 tokens; "
+            "it was encoded elsewhere. Use Encode Text (InverseDVS) with this model for both prompts."
+        )
+    if not torch.isfinite(embeds).all():
+        raise InverseDVSError(
+            f"{node}: {name} contains NaN or infinite values; the text encoder is damaged (copy text_encoder/ "
+            "again) or the node that made it went wrong."
+        )
+    return embeds.float()
 
 
-def video_latent(mean: torch.Tensor, std: torch.Tensor, image: torch.Tensor, model_id: str) -> dict:
-    """LATENT dict of an encoded video: samples = posterior mean, plus mean/std, the image condition and the model id."""
-    return {"samples": mean, "mean": mean, "std": std, "image": image, "model": model_id}
+def video_latent(mean: torch.Tensor, std: torch.Tensor, image: torch.Tensor, model) -> dict:
+    """LATENT dict of an encoded video: samples = posterior mean, plus mean/std, the image condition, the model
+    id, the weights' id and the latent's fingerprint (``source``: which video later LATENTs came from)."""
+    return {"samples": mean, "mean": mean, "std": std, "image": image, "model": model.model_id,
+            "weights": model.weights_id, "source": _validate.tensor_fingerprint(mean)}
 
 
 def make_image_condition(model, frames: torch.Tensor, mean: torch.Tensor, form: str, seed: int,
@@ -242,7 +261,7 @@ class VAEEncode:
     def encode(self, model, images, tiled, image_condition=DEFAULT_IMAGE_CONDITION, seed=DEFAULT_SEED):
         node = self.DISPLAY_NAME
         check_model(model, node)
-        _validate.check_image(images, "images", node)
+        images = _validate.check_image(images, "images", node)
         frames, height, width = images.shape[:3]
         _validate.check_4k_plus_1(frames, node)
         _validate.check_multiple_of_16(height, width, node)
@@ -253,7 +272,7 @@ class VAEEncode:
         with _validate.out_of_memory_as_error(node, "encoding the video", low_vram):
             mean, std = model.encode_video(images.float(), tiled=bool(tiled))
             image = make_image_condition(model, images.float(), mean, image_condition, seed, bool(tiled))
-        return (video_latent(mean, std, image, model.model_id),)
+        return (video_latent(mean, std, image, model),)
 
 
 class VAEDecode:

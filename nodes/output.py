@@ -128,7 +128,7 @@ class SaveVideo:
 
     def save(self, images, fps, filename_prefix, crf=DEFAULT_CRF, prompt=None, extra_pnginfo=None):
         node = "Save Video"
-        _validate.check_image(images, "images", node)
+        images = _validate.check_image(images, "images", node)
         _validate.check_range(fps, 1.0, 120.0, "fps", node)
         root = _host.output_directory()
         target = _validate.join_inside(root, filename_prefix, "filename_prefix", node, "ComfyUI's output folder")

@@ -234,7 +234,7 @@ def test_non_safetensors_weights_are_never_unpickled(tmp_path):
         read_safetensors(str(pickled), "LoRA")
     renamed = tmp_path / "renamed.safetensors"
     renamed.write_bytes(b"\x80\x04K\x01." * 10)
-    with pytest.raises(InverseDVSError, match="could not be read as safetensors"):
+    with pytest.raises(InverseDVSError, match="not in safetensors format"):
         read_safetensors(str(renamed), "LoRA")
 
 
@@ -253,4 +253,37 @@ def test_text_to_video_transformer_is_refused(folder, tmp_path):
     cfg["num_attention_heads"] = 4  # weights no longer fit the config
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(InverseDVSError, match="Could not load transformer/"):
+        CogVideoXModel(str(copy), dtype="fp32")
+
+
+def test_weights_id_tells_weights_apart(folder, model, tmp_path):
+    """The id LATENTs carry differs for another LoRA, another strength and edited weights; equal for a reload."""
+    from safetensors.torch import save_file
+
+    _, state = _lora_state(model)
+    lora = tmp_path / "style.safetensors"
+    save_file(state, str(lora))
+    same = CogVideoXModel(folder, dtype="fp32")
+    with_lora = CogVideoXModel(folder, dtype="fp32", lora_path=str(lora), lora_strength=1.0)
+    weaker = CogVideoXModel(folder, dtype="fp32", lora_path=str(lora), lora_strength=0.5)
+    edited = tmp_path / "edited"
+    shutil.copytree(folder, edited)
+    weights = next((edited / "transformer").glob("*.safetensors"))
+    tensors = {k: v.clone() for k, v in read_safetensors(str(weights), "weights").items()}
+    first = next(iter(tensors))
+    tensors[first] += 1.0
+    save_file(tensors, str(weights))
+    other = CogVideoXModel(str(edited), dtype="fp32")
+    ids = [same.weights_id, with_lora.weights_id, weaker.weights_id, other.weights_id]
+    assert same.weights_id == model.weights_id
+    assert len(set(ids)) == 4, ids
+
+
+def test_damaged_weights_are_refused_at_load(folder, tmp_path):
+    copy = tmp_path / "cut"
+    shutil.copytree(folder, copy)
+    weights = copy / "vae" / "diffusion_pytorch_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 100])
+    with pytest.raises(InverseDVSError, match="vae weight file .* is truncated"):
         CogVideoXModel(str(copy), dtype="fp32")

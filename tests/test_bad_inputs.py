@@ -724,6 +724,160 @@ def _(box):
     VAEDecode().decode(tiny_model(), torch.zeros(1, 4, 3, 8, 12), False)
 
 
+# ----------------------------------------------------------------------------- wires crossed in the graph
+
+
+@case("Sample", "clean and noise swapped", "look swapped")
+def _(box):
+    Sample().sample(**sample_args(clean=tiny_noise(), noise=tiny_latent()))
+
+
+@case("Stochastic Latent Modulation", "clean and noise swapped", "look swapped")
+def _(box):
+    StochasticLatentModulate().modulate(tiny_noise(), tiny_latent(), hole_mask(), 42)
+
+
+@case("Sample", "noise inverted from another video (same size)", "inverted from another video")
+def _(box):
+    clip = torch.rand(TINY_FRAMES, TINY_H, TINY_W, 3, generator=torch.Generator().manual_seed(99))
+    other = VAEEncode().encode(tiny_model(), clip, False)[0]
+    Sample().sample(**sample_args(clean=other))
+
+
+@case("Sample", "noise inverted with another image condition seed", "another image condition")
+def _(box):
+    clip = frames(TINY_FRAMES, TINY_H, TINY_W)
+    reseeded = VAEEncode().encode(tiny_model(), clip, False, "first_frame_sample", 7)[0]
+    Sample().sample(**sample_args(clean=reseeded))
+
+
+@case("Sample", "noise inverted with other weights (the model loaded again with a LoRA)", "other weights")
+def _(box):
+    model = tiny_model()
+    box.patch(model, "weights_id", "another-set-of-weights")
+    Sample().sample(**sample_args(model=model))
+
+
+@case("K-RNR Invert", "an inverted noise given to be inverted again", "already an inverted noise")
+def _(box):
+    KRNRInvert().invert(tiny_model(), tiny_noise(), 4, 0.98, "sampling_start")
+
+
+# ----------------------------------------------------------------------------- numbers that are not numbers
+
+
+@case("Load Video Model", "a LoRA holding NaN", "NaN or infinite values")
+def _(box):
+    down = torch.zeros(2, 32)
+    down[0, 0] = float("nan")
+    lora_file(box, "diverged.safetensors", {"transformer_blocks.0.attn1.to_q.lora_A.weight": down,
+                                            "transformer_blocks.0.attn1.to_q.lora_B.weight": torch.zeros(32, 2)})
+    load_tiny_with(box, "diverged.safetensors")
+
+
+@case("Sample", "a clean LATENT holding NaN", "clean contains NaN")
+def _(box):
+    latent = tiny_latent()
+    samples = latent["samples"].clone()
+    samples[0, 0, 0, 0, 0] = float("nan")
+    Sample().sample(**sample_args(clean=dict(latent, samples=samples)))
+
+
+@case("K-RNR Invert", "a LATENT whose image condition holds infinity", "(its 'image') contains NaN")
+def _(box):
+    latent = tiny_latent()
+    KRNRInvert().invert(tiny_model(), dict(latent, image=latent["image"] * float("inf")), 4, 0.98, "sampling_start")
+
+
+@case("Sample", "a CONDITIONING holding NaN", "positive contains NaN")
+def _(box):
+    positive, _ = tiny_conditioning()
+    Sample().sample(**sample_args(positive=[[positive[0][0] * float("nan"), {}]]))
+
+
+# ----------------------------------------------------------------------------- shapes core nodes produce
+
+
+@case("K-RNR Invert", "a batch of two video latents", "batch of 2 videos")
+def _(box):
+    latent = tiny_latent()
+    KRNRInvert().invert(tiny_model(), dict(latent, samples=latent["samples"].repeat(2, 1, 1, 1, 1)), 4, 0.98,
+                        "sampling_start")
+
+
+@case("Sample", "a negative prompt of another token length than the model's", "has 20 tokens")
+def _(box):
+    positive, _ = tiny_conditioning()
+    Sample().sample(**sample_args(negative=[[torch.zeros(1, 20, positive[0][0].shape[-1]), {}]]))
+
+
+@case("Sample", "a combined CONDITIONING (two prompts)", "holds 2 prompts")
+def _(box):
+    positive, negative = tiny_conditioning()
+    Sample().sample(**sample_args(positive=positive + negative))
+
+
+@case("VAE Decode Video", "a zero-sized LATENT", "is empty")
+def _(box):
+    VAEDecode().decode(tiny_model(), {"samples": torch.zeros(1, 4, 0, 8, 12)}, False)
+
+
+@case("Sample", "a zero-sized MASK", "is empty")
+def _(box):
+    Sample().sample(**sample_args(mask=torch.zeros(0, TINY_H, TINY_W)))
+
+
+@case("VAE Encode Video", "float frames in 0..255", "divide by 255")
+def _(box):
+    VAEEncode().encode(tiny_model(), torch.rand(TINY_FRAMES, TINY_H, TINY_W, 3) * 255, False)
+
+
+@accepted("VAE Encode Video", "uint8 frames (0..255)",
+          "Accepted: uint8 IMAGE values are read as 0..255 and encode exactly like the same frames as floats in 0..1.")
+def _(box):
+    clip = (torch.rand(TINY_FRAMES, TINY_H, TINY_W, 3, generator=torch.Generator().manual_seed(3)) * 255).to(
+        torch.uint8)
+    as_uint8 = VAEEncode().encode(tiny_model(), clip, False)[0]
+    as_float = VAEEncode().encode(tiny_model(), clip.float() / 255.0, False)[0]
+    assert torch.equal(as_uint8["samples"], as_float["samples"])
+
+
+# ----------------------------------------------------------------------------- damaged model folders
+
+
+def damaged_copy(box, name: str, relative: str, data: bytes | None = None, keep_bytes: int | None = None) -> None:
+    """A copy of the tiny folder with ``relative`` replaced by ``data`` (or cut to ``keep_bytes``), then loaded."""
+    target = tiny_copy(box, name)
+    path = os.path.join(target, *relative.split("/"))
+    if keep_bytes is not None:
+        with open(path, "rb") as f:
+            data = f.read()[:keep_bytes]
+    with open(path, "wb") as f:
+        f.write(data)
+    LoadVideoModel().load(name, "fp32", "resident", compile_transformer=False)
+
+
+@case("Load Video Model", "an empty scheduler_config.json", "scheduler_config.json' is empty")
+def _(box):
+    damaged_copy(box, "empty_scheduler", "scheduler/scheduler_config.json", b"")
+
+
+@case("Load Video Model", "a scheduler_config.json with a non-number setting", "Could not load scheduler/")
+def _(box):
+    damaged_copy(box, "odd_scheduler", "scheduler/scheduler_config.json",
+                 b'{"num_train_timesteps": "one thousand", "prediction_type": "v_prediction"}')
+
+
+@case("Load Video Model", "an invalid transformer config.json", "is not valid JSON")
+def _(box):
+    damaged_copy(box, "bad_config", "transformer/config.json", b'{"num_layers": 2,')
+
+
+@case("Load Video Model", "truncated text-encoder weights", "is truncated")
+def _(box):
+    damaged_copy(box, "cut_t5", "text_encoder/model.safetensors", keep_bytes=4096)
+
+
 @accepted("Stochastic Latent Modulation", "a mask that is all visible (nothing to synthesise)",
           "Accepted (the 'still (identity)' camera preset gives it): every fully visible latent cell is returned "
           "unchanged, and Sample then re-renders the input.")

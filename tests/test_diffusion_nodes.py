@@ -115,7 +115,10 @@ def test_invert_runs_one_empty_prompt_pass_per_step(model, encoded):
     with ForwardCounter(model.transformer) as calls:
         noise = KRNRInvert().invert(model, encoded, 30, 0.98, "terminal (reference)")[0]
     assert calls.batches == [1] * 30
-    assert noise["inversion"] == {"steps": 30, "strength": 0.98, "start": 966, "end": 999}
+    info = noise["inversion"]
+    assert {k: info[k] for k in ("steps", "strength", "start", "end")} == {"steps": 30, "strength": 0.98,
+                                                                           "start": 966, "end": 999}
+    assert info["source"] == encoded["source"] and noise["weights"] == model.weights_id
     with ForwardCounter(model.transformer) as calls:
         start = KRNRInvert().invert(model, encoded, 30, 0.98, "sampling_start")[0]
     assert calls.batches == [1] * 29 and start["inversion"]["end"] == 966
