@@ -1,6 +1,10 @@
-"""ComfyUI node classes. Each module lists its classes in ``NODES``; ids get the pack prefix."""
+"""ComfyUI node classes. Each module lists its classes in ``NODES``; ids get the pack prefix.
 
-from . import camera, depth, diffusion, model, output, video, warp
+Every node's choice inputs accept the values earlier versions saved (``_choices``). Loaded inside
+ComfyUI, the pack also puts its sample clips into the input folder (``_samples``).
+"""
+
+from . import _choices, _host, _samples, camera, depth, diffusion, model, output, video, warp
 
 NODE_PREFIX = "InverseDVS_"
 _MODULES = (video, depth, camera, warp, model, diffusion, output)
@@ -12,3 +16,7 @@ for _module in _MODULES:
         _node_id = NODE_PREFIX + _cls.__name__
         NODE_CLASS_MAPPINGS[_node_id] = _cls
         NODE_DISPLAY_NAME_MAPPINGS[_node_id] = _cls.DISPLAY_NAME
+        _choices.translate_renamed(_cls)
+
+if _host.IN_COMFYUI:
+    _samples.install_samples(_host.input_directory())

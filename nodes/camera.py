@@ -7,9 +7,11 @@ from ..warp import camera as cam
 from ..warp import trajectory as traj
 from ..warp.path_preview import path_preview
 from . import _validate
+from ._choices import Choices
 
 CAMERA_PATH_TYPE = "INVDVS_CAMERA_PATH"
-DEFAULT_PRESET = "orbit right"
+PRESETS = Choices.for_names(traj.PRESET_NAMES)  # orbit_right, reference_loop2, custom_keyframes, …
+DEFAULT_PRESET = "orbit_right"
 DEFAULT_FRAMES = 49
 MAX_FRAMES = 1024
 MIN_RADIUS_SCALE = 0.01
@@ -34,15 +36,18 @@ class CameraTrajectory:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "preset": (list(traj.PRESET_NAMES), {
+                "preset": (PRESETS, {
                     "default": DEFAULT_PRESET,
-                    "tooltip": "The camera move. Orbits and arcs turn about the pivot (the point at the centre of the "
-                               "anchor frame); dolly moves toward/away, truck sideways, pedestal up/down, zoom changes "
-                               "the focal length. 'reference …' are the paper's path files. 'custom keyframes' uses "
-                               "the text below."}),
+                    "tooltip": "The camera move. orbit_left, orbit_right, arc_up, arc_down turn about the pivot "
+                               "(the point at the centre of the anchor frame); dolly_in, dolly_out move toward / away "
+                               "from it, truck_left, truck_right sideways, pedestal_up, pedestal_down up / down; "
+                               "zoom_in, zoom_out change the focal length. reference_loop1, reference_loop2, "
+                               "reference_loop3, reference_loop4, reference_oscillating_wave, reference_wave1 are the "
+                               "paper's path files. still keeps the input camera. custom_keyframes uses the text "
+                               "below."}),
                 "keyframes": ("STRING", {
                     "multiline": True, "default": traj.REFERENCE_SHAPES["loop2"],
-                    "tooltip": "Used when preset is 'custom keyframes'. Three lines of numbers separated by spaces "
+                    "tooltip": "Used when preset is custom_keyframes. Three lines of numbers separated by spaces "
                                "(the reference's path file format): elevation θ in degrees (+ = camera up), azimuth φ "
                                "in degrees (+ = camera right), radius offset r in orbit radii (+ = toward the pivot). "
                                "Each line needs at least 2 values, spread evenly over the clip; more than 3 values are "
@@ -78,6 +83,9 @@ class CameraTrajectory:
         _validate.check_range(amount, -MAX_AMOUNT, MAX_AMOUNT, "amount", node)
         if int(frames) != frames or frames < 1:
             raise InverseDVSError(f"{node}: frames = {frames}; at least 1 frame is needed (49 for CogVideoX).")
+        if preset not in PRESETS:
+            raise InverseDVSError(f"{node}: preset '{preset}' is unknown; use one of {', '.join(PRESETS)}.")
+        preset = PRESETS.library_name(preset)
         if preset == traj.CUSTOM:
             keys, label = traj.parse_keyframes(keyframes, f"{node}: keyframes"), "keyframes"
             _validate.check_values_within(keys.theta + keys.phi, MAX_KEYFRAME_DEG, "the angle keyframes (lines 1-2)", node)

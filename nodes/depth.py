@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..errors import InverseDVSError
 from ..warp import depth as dep
 from . import _host, _validate
+from ._choices import Choices
 
 DEPTH_KIND = "inversedvs_depth"
 DEFAULT_FOLDER = "Depth-Anything-V2-Small-hf"
@@ -24,6 +25,7 @@ DEFAULT_INPUT_SIZE = 518
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_BATCH = 8
+ALIGNMENTS = Choices.for_names(dep.ALIGN_MODES)  # running, first_frame, off
 
 
 def _folders() -> list[str]:
@@ -107,10 +109,10 @@ class DepthEstimate:
                 "images": ("IMAGE", {"tooltip": "The video frames [frames, height, width, 3]."}),
                 "model": (_folders(), {"tooltip": "A Depth Anything V2 folder (transformers layout: config.json + "
                                                   "model.safetensors) under models/inversedvs_depth/."}),
-                "temporal_alignment": (list(dep.ALIGN_MODES), {
-                    "default": dep.ALIGN_RUNNING,
+                "temporal_alignment": (ALIGNMENTS, {
+                    "default": ALIGNMENTS[0],
                     "tooltip": "Fit every frame's scale and shift to a reference so the depth does not flicker: "
-                               "running = an average of the frames before (follows slow changes), first frame = "
+                               "running = an average of the frames before (follows slow changes), first_frame = "
                                "frame 0, off = raw per-frame output."}),
                 "input_size": ("INT", {"default": DEFAULT_INPUT_SIZE, "min": PATCH, "max": 2044, "step": PATCH,
                                        "tooltip": "Shorter side of the network input in pixels (multiple of 14); "
@@ -125,9 +127,9 @@ class DepthEstimate:
 
         node = self.DISPLAY_NAME
         images = _validate.check_image(images, "images", node)
-        if temporal_alignment not in dep.ALIGN_MODES:
+        if temporal_alignment not in ALIGNMENTS:
             raise InverseDVSError(f"{node}: temporal_alignment '{temporal_alignment}' is unknown; use one of "
-                                  f"{', '.join(dep.ALIGN_MODES)}.")
+                                  f"{', '.join(ALIGNMENTS)}.")
         folder = check_depth_folder(model, node)
         device = _host.torch_device()
         dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -143,7 +145,7 @@ class DepthEstimate:
             del net
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        aligned = dep.align_temporal(raw, temporal_alignment)
+        aligned = dep.align_temporal(raw, ALIGNMENTS.library_name(temporal_alignment))
         return (dep.map_to_image(dep.normalize_clip(aligned)),)
 
 

@@ -12,13 +12,15 @@ import torch
 from ..errors import InverseDVSError
 from . import _host, _validate
 from ..krnr.noise_init import seeded_generator
+from ._choices import Choices
 from .model import DEFAULT_SEED, LOW_VRAM_OPTION, MAX_SEED, MODEL_TYPE, check_model, check_model_latent, text_embeds
 
-INVERSION_ENDS = ("sampling_start", "terminal (reference)")
-DEFAULT_INVERSION_END = "terminal (reference)"
+INVERSION_ENDS = Choices(("sampling_start", "terminal"), renamed={"terminal (reference)": "terminal"})
+DEFAULT_INVERSION_END = "terminal"
 MODES = ("paper", "reference")
-SLM_SCOPES = ("tensor (reference)", "channel", "frame")
-CLEAN_SOURCES = ("posterior sample (reference)", "posterior mean")
+SLM_SCOPES = Choices(("tensor", "channel", "frame"), renamed={"tensor (reference)": "tensor"})
+CLEAN_SOURCES = Choices(("posterior_sample", "posterior_mean"),
+                        renamed={"posterior sample (reference)": "posterior_sample", "posterior mean": "posterior_mean"})
 DEFAULT_STEPS = 30
 DEFAULT_STRENGTH = 0.98
 DEFAULT_K = 6
@@ -146,8 +148,8 @@ class KRNRInvert:
                 "strength": ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.01, "max": 1.0, "step": 0.01,
                                        "tooltip": "Where sampling starts (0.98 with 30 steps = timestep 966); "
                                                   "use the same value in Sample."}),
-                "inversion_end": (list(INVERSION_ENDS), {"default": DEFAULT_INVERSION_END,
-                                                         "tooltip": "terminal (reference, default): invert every step up "
+                "inversion_end": (INVERSION_ENDS, {"default": DEFAULT_INVERSION_END,
+                                                         "tooltip": "terminal (the reference's, default): invert every step up "
                                                                     "to 999, as the released code does; with K-RNR it "
                                                                     "reconstructed the input best in our measurements "
                                                                     "(docs/diffusion.md). sampling_start: stop at the "
@@ -210,12 +212,13 @@ class StochasticLatentModulate:
                                  "tooltip": "Seed of the posterior sample and of the random draws."}),
             },
             "optional": {
-                "scope": (list(SLM_SCOPES), {"default": SLM_SCOPES[0],
-                                             "tooltip": "Where fill values are drawn from: anywhere in the tensor "
-                                                        "(reference), the same channel, or the same channel and frame."}),
-                "clean_from": (list(CLEAN_SOURCES), {"default": CLEAN_SOURCES[0],
-                                                     "tooltip": "Clean latent x0: a seeded sample of the VAE posterior "
-                                                                "(reference) or its mean."}),
+                "scope": (SLM_SCOPES, {"default": SLM_SCOPES[0],
+                                       "tooltip": "Where fill values are drawn from: tensor = anywhere in the latent "
+                                                  "(the reference's), channel = the same channel, frame = the same "
+                                                  "channel and latent frame."}),
+                "clean_from": (CLEAN_SOURCES, {"default": CLEAN_SOURCES[0],
+                                               "tooltip": "Clean latent x0: posterior_sample = a seeded sample of the VAE "
+                                                          "posterior (the reference's), posterior_mean = its mean."}),
             },
         }
 
@@ -231,7 +234,7 @@ class StochasticLatentModulate:
         _, unseen, fully = latent_masks(mask, x_samples, node)
         generator = seeded_generator(seed)
         x0 = _clean_x0(clean, generator, clean_from)
-        x0, eps = stochastic_latent_modulation(x0, eps.float(), unseen, fully, generator, scope.split(" ")[0])
+        x0, eps = stochastic_latent_modulation(x0, eps.float(), unseen, fully, generator, scope)
         clean_out = dict(clean, samples=x0, slm=True)
         noise_out = dict(noise, samples=eps, slm=True)
         return (clean_out, noise_out, unseen.float())

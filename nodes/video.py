@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from ..errors import InverseDVSError
 from . import _host, _validate
+from ._choices import Choices
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
-RESIZE_MODES = ("crop to fill", "letterbox", "stretch")
+RESIZE_MODES = Choices(("crop_to_fill", "letterbox", "stretch"), renamed={"crop to fill": "crop_to_fill"})
 DEFAULT_FRAMES = 49
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 720, 480
 MAX_SIZE = 8192
@@ -51,7 +52,7 @@ def fit_size(src_h: int, src_w: int, dst_h: int, dst_w: int, mode: str) -> tuple
     """Size (h, w) to scale a src_h×src_w frame to before cropping/padding to dst_h×dst_w under ``mode``."""
     if mode == "stretch":
         return dst_h, dst_w
-    scale = max(dst_h / src_h, dst_w / src_w) if mode == "crop to fill" else min(dst_h / src_h, dst_w / src_w)
+    scale = max(dst_h / src_h, dst_w / src_w) if mode == "crop_to_fill" else min(dst_h / src_h, dst_w / src_w)
     return max(1, round(src_h * scale)), max(1, round(src_w * scale))
 
 
@@ -151,8 +152,8 @@ class LoadVideo:
                                   "tooltip": "Output width in pixels (0 = the video's own size). CogVideoX: 720."}),
                 "height": ("INT", {"default": DEFAULT_HEIGHT, "min": 0, "max": MAX_SIZE, "step": SIZE_STEP,
                                    "tooltip": "Output height in pixels (0 = the video's own size). CogVideoX: 480."}),
-                "resize": (list(RESIZE_MODES), {"default": RESIZE_MODES[0],
-                                                "tooltip": "crop to fill: scale to cover the size and cut the overflow "
+                "resize": (RESIZE_MODES, {"default": RESIZE_MODES[0],
+                                                "tooltip": "crop_to_fill: scale to cover the size and cut the overflow "
                                                            "(centred). letterbox: fit inside, pad with black. stretch: "
                                                            "scale each axis separately."}),
                 "trim_to_4k_plus_1": ("BOOLEAN", {"default": True,

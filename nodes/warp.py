@@ -9,10 +9,10 @@ from ..warp import depth as dep
 from ..warp.camera import CameraPath
 from ..warp.splat import forward_warp
 from . import _host, _validate
+from ._choices import Choices
 from .camera import CAMERA_PATH_TYPE
 
-DEPTH_KIND_CHOICES = ("relative (white = near)", "metric")
-DEPTH_KINDS = dict(zip(DEPTH_KIND_CHOICES, (dep.RELATIVE, dep.METRIC)))
+DEPTH_KIND_CHOICES = Choices(dep.DEPTH_KINDS, renamed={"relative (white = near)": dep.RELATIVE})
 DEVICE_CHOICES = ("auto", "cpu")
 MAX_DILATE = 64
 FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius offset of thousands of orbit radii); "
@@ -42,7 +42,7 @@ class ForwardWarp:
                                                "mean is used)."}),
                 "camera_path": (CAMERA_PATH_TYPE, {"tooltip": "The new camera path from Camera Trajectory; its frame "
                                                               "count must match the video's."}),
-                "depth_kind": (list(DEPTH_KIND_CHOICES), {
+                "depth_kind": (DEPTH_KIND_CHOICES, {
                     "default": DEPTH_KIND_CHOICES[0],
                     "tooltip": "relative: disparity-like maps where white = near (Depth Anything and most depth "
                                "nodes); normalised over the clip and turned into depth as the reference does. "
@@ -55,7 +55,7 @@ class ForwardWarp:
             "optional": {
                 "device": (list(DEVICE_CHOICES), {
                     "default": "auto",
-                    "tooltip": "auto: the GPU ComfyUI uses when there is one, else the CPU."}),
+                    "tooltip": "auto: the GPU ComfyUI uses when there is one, else the CPU. cpu: always the CPU."}),
             },
         }
 
@@ -67,19 +67,18 @@ class ForwardWarp:
         if not isinstance(depth, torch.Tensor) or depth.ndim not in (3, 4) or (depth.ndim == 4 and depth.shape[-1] not in (1, 3)):
             shape = tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
             raise InverseDVSError(f"{node}: depth must be an IMAGE [frames, height, width, 3 or 1]; got {shape}.")
-        if depth_kind not in DEPTH_KINDS:
+        if depth_kind not in DEPTH_KIND_CHOICES:
             raise InverseDVSError(f"{node}: depth_kind '{depth_kind}' is unknown; use one of {', '.join(DEPTH_KIND_CHOICES)}.")
         if not 0 <= int(dilate_holes) <= MAX_DILATE:
             raise InverseDVSError(f"{node}: dilate_holes = {dilate_holes}; use 0 to {MAX_DILATE} pixels.")
         frames, height, width = images.shape[:3]
         _validate.check_frame_counts(node, images=frames, depth=depth.shape[0], camera_path=camera_path.frames)
         _validate.check_same_size(node, images=(height, width), depth=tuple(depth.shape[1:3]))
-        kind = DEPTH_KINDS[depth_kind]
-        depth_map = dep.check_depth_map(dep.image_to_map(depth), kind, node)
+        depth_map = dep.check_depth_map(dep.image_to_map(depth), depth_kind, node)
         target = _host.torch_device() if device == "auto" else torch.device("cpu")
         _validate.check_video_memory(frames, height, width, node, copies=WARP_MEMORY_COPIES, device=target)
         with _validate.out_of_memory_as_error(node, "warping", "device = cpu on this node", device=target):
-            z = dep.depth_for_warp(depth_map.to(target), kind)
+            z = dep.depth_for_warp(depth_map.to(target), depth_kind)
             radius = camera_path.orbit_radius(z)
             if radius.item() <= 0:
                 raise InverseDVSError(

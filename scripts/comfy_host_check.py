@@ -5,15 +5,19 @@
 Run it with ComfyUI's own Python (``--python`` starts ComfyUI with another one). Nothing in the
 ComfyUI checkout is changed: everything happens in a temporary base directory —
 
-* ``custom_nodes/ComfyUI-InverseDVS`` links to this pack; ``input/`` gets the pack's sample clip and its
-  depth video; tiny model folders of the real layouts are saved and given to ComfyUI through an
+* ``custom_nodes/ComfyUI-InverseDVS`` holds the files a ``git clone`` of this pack holds (the README's
+  install; copied from the working tree, so uncommitted edits are checked too); ``input/`` starts
+  empty; tiny model folders of the real layouts are saved and given to ComfyUI through an
   ``extra_model_paths.yaml``;
 * ComfyUI starts on 127.0.0.1 (``--cpu``) with ``--base-directory`` pointing there;
-* checks: no import error for the pack in the log; ``/object_info`` lists every pack node with the
-  inputs and outputs of its class, and the core nodes the workflows use as ``make_workflows.py``
-  describes them; the pack's workflows are served as templates; the geometry workflow (API twin)
-  queued with ``POST /prompt`` finishes and writes its videos; the full workflow finishes with the tiny
-  models (at a small size and few steps, so it takes seconds on a CPU);
+* checks: no import error for the pack in the log; the pack put its sample clips into ``input/``;
+  ``/object_info`` lists every pack node with the inputs and outputs of its class, and the core nodes
+  the workflows use as ``make_workflows.py`` describes them; the pack's workflows are served as
+  templates; each workflow (API twin) queued with ``POST /prompt`` runs every one of its output nodes
+  (in ``/history``) and writes its videos, the full ones with the tiny models (at a small size and few
+  steps, so it takes seconds on a CPU); the full workflow with the choice values the first version
+  saved runs too and gives the same frames; an unknown choice value is refused; a bad input's error
+  reaches the dialog titled "InverseDVS error";
 * with a browser: every UI workflow loaded into ComfyUI's own frontend in headless Chromium has no
   missing node type, keeps every widget value, converts to exactly its API twin, and a screenshot of
   each is written to ``docs/`` (``--screenshots DIR`` to put them elsewhere).
@@ -38,6 +42,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from importlib import import_module
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_workflows as mw  # noqa: E402
@@ -71,6 +76,39 @@ FULL_RUN_OVERRIDES = {
     ("InverseDVS_LoadVideoModel", "dtype"): "fp32",
     ("InverseDVS_LoadVideoModel", "compile_transformer"): False,
 }
+# Choice values the pack's first version (0.1.0) saved in workflows, and the identifier each is now:
+# saved workflows holding them must still validate and run the same.
+SAVED_BY_0_1 = {
+    ("InverseDVS_LoadVideo", "resize"): {"crop to fill": "crop_to_fill"},
+    ("InverseDVS_DepthEstimate", "temporal_alignment"): {"first frame": "first_frame"},
+    ("InverseDVS_CameraTrajectory", "preset"): {
+        "custom keyframes": "custom_keyframes",
+        "still (identity)": "still",
+        "orbit left": "orbit_left",
+        "orbit right": "orbit_right",
+        "arc up": "arc_up",
+        "arc down": "arc_down",
+        "dolly in": "dolly_in",
+        "dolly out": "dolly_out",
+        "truck left": "truck_left",
+        "truck right": "truck_right",
+        "pedestal up": "pedestal_up",
+        "pedestal down": "pedestal_down",
+        "zoom in": "zoom_in",
+        "zoom out": "zoom_out",
+        "reference loop1": "reference_loop1",
+        "reference loop2": "reference_loop2",
+        "reference loop3": "reference_loop3",
+        "reference loop4": "reference_loop4",
+        "reference oscillating_wave": "reference_oscillating_wave",
+        "reference wave1": "reference_wave1",
+    },
+    ("InverseDVS_ForwardWarp", "depth_kind"): {"relative (white = near)": "relative"},
+    ("InverseDVS_KRNRInvert", "inversion_end"): {"terminal (reference)": "terminal"},
+    ("InverseDVS_StochasticLatentModulate", "scope"): {"tensor (reference)": "tensor"},
+    ("InverseDVS_StochasticLatentModulate", "clean_from"): {"posterior sample (reference)": "posterior_sample",
+                                                            "posterior mean": "posterior_mean"},
+}
 # Choice lists that come from the user's folders: compared by content the check put there.
 FOLDER_CHOICES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): (TINY_VIDEO_MODEL,),
@@ -91,13 +129,19 @@ def report(ok: bool, what: str, detail: str = "") -> bool:
 # ---------------------------------------------------------------------------- the temporary base directory
 
 
-def make_sample_inputs(input_dir: str) -> list[str]:
-    """The pack's sample clip and its depth video, as ComfyUI's input files."""
-    pack = load_pack()
-    from importlib import import_module
-
-    sample = import_module(pack.__name__ + ".warp.sample")
-    return sample.write_sample_videos(input_dir, mw.SAMPLE_VIDEO, mw.SAMPLE_DEPTH_VIDEO)
+def install_pack(custom_nodes: str) -> str:
+    """Put the files a ``git clone`` of the pack holds (tracked and new, not ignored) into
+    ``custom_nodes/ComfyUI-InverseDVS``, as the README installs it; returns the folder."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=PACK_ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    target = os.path.join(custom_nodes, PACK_FOLDER)
+    for rel in filter(None, listed):
+        source = os.path.join(PACK_ROOT, rel)
+        if not os.path.isfile(source):  # deleted in the working tree
+            continue
+        os.makedirs(os.path.dirname(os.path.join(target, rel)), exist_ok=True)
+        shutil.copy2(source, os.path.join(target, rel))
+    return target
 
 
 def make_tiny_models(root: str) -> list[str]:
@@ -105,8 +149,6 @@ def make_tiny_models(root: str) -> list[str]:
     import make_tiny_models as tiny
 
     pack = load_pack()
-    from importlib import import_module
-
     tiny.main([root, "--name", TINY_VIDEO_MODEL])
     tiny_depth = import_module(pack.__name__ + ".warp.tiny_depth")
     tiny_depth.save_tiny_depth_model(os.path.join(root, DEPTH_KIND), TINY_DEPTH_MODEL)
@@ -116,12 +158,11 @@ def make_tiny_models(root: str) -> list[str]:
 def prepare_base(base: str) -> str:
     """Fill the temporary base directory; returns the extra_model_paths.yaml path."""
     os.makedirs(os.path.join(base, "custom_nodes"))
-    os.symlink(PACK_ROOT, os.path.join(base, "custom_nodes", PACK_FOLDER), target_is_directory=True)
+    install_pack(os.path.join(base, "custom_nodes"))
     for sub in ("input", "output", "temp", "models", os.path.join("user", "default")):
         os.makedirs(os.path.join(base, sub), exist_ok=True)
     with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w") as f:
         json.dump(FRONTEND_SETTINGS, f)
-    make_sample_inputs(os.path.join(base, "input"))
     tiny_root = os.path.join(base, "tiny_models")
     kinds = make_tiny_models(tiny_root)
     yaml_path = os.path.join(base, "extra_model_paths.yaml")
@@ -161,14 +202,27 @@ class Server:
         with urllib.request.urlopen(self.url + path, timeout=30) as r:
             return json.loads(r.read())
 
-    def post(self, path: str, data: dict):
+    def post(self, path: str, data: dict, refused: bool = False):
+        """POST JSON; the answer. With ``refused``, the answer of an HTTP 400 (anything else fails)."""
         req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
-                return json.loads(r.read())
+                answer = json.loads(r.read())
         except urllib.error.HTTPError as e:
-            raise CheckFailed(f"POST {path}: HTTP {e.code}: {e.read().decode(errors='replace')[:2000]}")
+            body = e.read().decode(errors="replace")
+            if refused and e.code == 400:
+                return json.loads(body)
+            raise CheckFailed(f"POST {path}: HTTP {e.code}: {body[:2000]}")
+        if refused:
+            raise CheckFailed(f"POST {path} was accepted: {json.dumps(answer)[:500]}")
+        return answer
+
+    def output_nodes(self, prompt: dict) -> list[str]:
+        """Ids of the prompt's output nodes (what ComfyUI runs a prompt for)."""
+        if not hasattr(self, "_object_info"):
+            self._object_info = self.get("/object_info")
+        return [k for k, n in prompt.items() if self._object_info[n["class_type"]].get("output_node")]
 
     def wait_ready(self) -> None:
         deadline = time.time() + START_TIMEOUT_S
@@ -182,8 +236,8 @@ class Server:
                 time.sleep(0.5)
         raise CheckFailed(f"ComfyUI did not answer within {START_TIMEOUT_S} s")
 
-    def run_prompt(self, prompt: dict, timeout: float = RUN_TIMEOUT_S) -> dict:
-        """Queue an API-format prompt and wait for its history entry (raises on an execution error)."""
+    def run_until_done(self, prompt: dict, timeout: float = RUN_TIMEOUT_S) -> dict:
+        """Queue an API-format prompt (every output node accepted) and return its finished history entry."""
         answer = self.post("/prompt", {"prompt": prompt, "client_id": "inversedvs-host-check"})
         if answer.get("node_errors"):
             raise CheckFailed(f"prompt rejected: {json.dumps(answer['node_errors'])[:2000]}")
@@ -194,16 +248,26 @@ class Server:
             entry = history.get(prompt_id)
             if entry and entry.get("status", {}).get("completed") is not None and (
                     entry["status"].get("status_str") in ("success", "error")):
-                if entry["status"]["status_str"] != "success":
-                    errors = [m[1] for m in entry["status"].get("messages", []) if m[0] == "execution_error"]
-                    detail = "; ".join(f"{e.get('node_type')}: {e.get('exception_message', '').strip()}"
-                                       for e in errors)
-                    raise CheckFailed(f"execution failed: {detail or entry['status']}")
                 return entry
             if self.proc.poll() is not None:
                 raise CheckFailed(f"ComfyUI exited while running; log:\n{self.log()[-4000:]}")
             time.sleep(0.5)
         raise CheckFailed(f"the prompt did not finish within {timeout:.0f} s")
+
+    def run_prompt(self, prompt: dict, timeout: float = RUN_TIMEOUT_S) -> dict:
+        """Run a prompt to success with every one of its output nodes executed; its history entry."""
+        entry = self.run_until_done(prompt, timeout)
+        if entry["status"]["status_str"] != "success":
+            errors = execution_errors(entry)
+            detail = "; ".join(f"{e.get('node_type')}: {e.get('exception_message', '').strip()}" for e in errors)
+            raise CheckFailed(f"execution failed: {detail or entry['status']}")
+        expected = self.output_nodes(prompt)
+        queued = set(entry["prompt"][4])  # the output nodes ComfyUI accepted to run
+        missing = [f"{k} ({prompt[k]['class_type']})" for k in expected
+                   if k not in queued or not entry["outputs"].get(k)]
+        if missing:
+            raise CheckFailed(f"reported success, but these output nodes did not run: {', '.join(missing)}")
+        return entry
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -214,6 +278,11 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
+
+
+def execution_errors(entry: dict) -> list[dict]:
+    """The execution_error messages of a history entry (node_type, exception_type, exception_message, …)."""
+    return [m[1] for m in entry["status"].get("messages", []) if m[0] == "execution_error"]
 
 
 # ---------------------------------------------------------------------------- checks
@@ -312,37 +381,119 @@ def apply_overrides(prompt: dict, overrides: dict) -> dict:
     return prompt
 
 
-def saved_videos(entry: dict, output_dir: str) -> list[tuple[str, int]]:
-    """(path, frames) of every video a finished prompt wrote into the output folder."""
+def saved_videos(entry: dict, output_dir: str) -> dict[str, tuple[str, int, str]]:
+    """Node id → (path, frames, digest of the decoded frames) of every video a finished prompt wrote
+    into the output folder."""
+    import hashlib
+
     import av
 
-    found = []
-    for outputs in entry.get("outputs", {}).values():
+    found = {}
+    for node_id, outputs in entry.get("outputs", {}).items():
         for item in outputs.get("images", []) + outputs.get("videos", []):
             if item.get("type") != "output":
                 continue
             path = os.path.join(output_dir, item.get("subfolder", ""), item["filename"])
             if not os.path.isfile(path) or os.path.getsize(path) == 0:
                 raise CheckFailed(f"{path} was reported but not written")
+            digest = hashlib.sha256()
+            frames = 0
             with av.open(path) as container:
-                frames = sum(1 for _ in container.decode(video=0))
-            found.append((os.path.relpath(path, output_dir), frames))
+                for frame in container.decode(video=0):
+                    digest.update(frame.to_ndarray(format="rgb24").tobytes())
+                    frames += 1
+            found[node_id] = (os.path.relpath(path, output_dir), frames, digest.hexdigest())
     return found
 
 
-def check_run(server: Server, name: str, base: str, overrides: dict | None = None) -> str:
-    prompt = apply_overrides(load_api(name), overrides or {})
+def check_run(server: Server, name: str, base: str, overrides: dict | None = None,
+              prompt: dict | None = None) -> tuple[str, dict]:
+    """Run workflow ``name`` (or ``prompt``); the report line and its videos (``saved_videos``)."""
+    prompt = prompt or apply_overrides(load_api(name), overrides or {})
     savers = [k for k, n in prompt.items() if n["class_type"] == "SaveVideo"]
     start = time.time()
     entry = server.run_prompt(prompt)
     seconds = time.time() - start
     videos = saved_videos(entry, os.path.join(base, "output"))
-    if len(videos) != len(savers):
-        raise CheckFailed(f"{len(savers)} Save Video nodes but {len(videos)} videos written: {videos}")
-    empty = [v for v in videos if v[1] == 0]
+    if sorted(videos) != sorted(savers):
+        raise CheckFailed(f"Save Video nodes {savers} but videos written by {sorted(videos)}")
+    empty = [v for v in videos.values() if v[1] == 0]
     if empty:
         raise CheckFailed(f"videos without frames: {empty}")
-    return f"{seconds:.1f} s, wrote " + ", ".join(f"{p} ({n} frames)" for p, n in videos)
+    line = (f"{seconds:.1f} s, all {len(server.output_nodes(prompt))} output nodes ran, wrote "
+            + ", ".join(f"{p} ({n} frames)" for p, n, _ in videos.values()))
+    return line, videos
+
+
+def check_samples_installed(base: str) -> str:
+    """The pack put its sample clips into the (empty) input folder, as they are in samples/."""
+    samples = import_module(load_pack().__name__ + ".nodes._samples")
+    for name in samples.SAMPLE_FILES:
+        path = os.path.join(base, "input", name)
+        if not os.path.isfile(path):
+            raise CheckFailed(f"the pack did not put {name} into ComfyUI's input folder")
+        with open(path, "rb") as got, open(os.path.join(samples.SAMPLE_DIR, name), "rb") as want:
+            if got.read() != want.read():
+                raise CheckFailed(f"input/{name} differs from samples/{name}")
+    return ", ".join(samples.SAMPLE_FILES)
+
+
+def with_saved_values(prompt: dict) -> tuple[dict, int]:
+    """The prompt with every choice value the first version saved under another name written that way."""
+    prompt = json.loads(json.dumps(prompt))
+    changed = 0
+    for node in prompt.values():
+        for (node_type, name), renamed in SAVED_BY_0_1.items():
+            old = {new: old for old, new in renamed.items()}.get(node["inputs"].get(name))
+            if node["class_type"] == node_type and old is not None:
+                node["inputs"][name] = old
+                changed += 1
+    return prompt, changed
+
+
+def check_saved_values(server: Server, name: str, base: str, videos: dict) -> str:
+    """The workflow as the first version saved it validates, runs and writes the very same frames."""
+    prompt, changed = with_saved_values(apply_overrides(load_api(name), FULL_RUN_OVERRIDES))
+    if changed < 5:
+        raise CheckFailed(f"only {changed} saved values to try in {name}")
+    line, old_videos = check_run(server, name, base, prompt=prompt)
+    differ = [videos[k][0] for k in videos if old_videos[k][2] != videos[k][2]]
+    if differ:
+        raise CheckFailed(f"with the saved values, other frames than with the identifiers: {differ}")
+    return f"{changed} old choice values accepted, the same frames as with the identifiers; {line}"
+
+
+def check_unknown_choice_refused(server: Server, name: str) -> str:
+    prompt = load_api(name)
+    node_id = next(k for k, n in prompt.items() if n["class_type"] == "InverseDVS_CameraTrajectory")
+    prompt[node_id]["inputs"]["preset"] = "orbit sideways"
+    answer = server.post("/prompt", {"prompt": prompt}, refused=True)
+    errors = answer.get("node_errors", {}).get(node_id, {}).get("errors", [])
+    if not any(e.get("type") == "value_not_in_list" for e in errors):
+        raise CheckFailed(f"an unknown preset was not refused as not in the list: {json.dumps(answer)[:1000]}")
+    return "preset 'orbit sideways' refused by ComfyUI's own check (value_not_in_list)"
+
+
+def check_error_title(server: Server) -> str:
+    """A bad input stops the prompt with an error ComfyUI's dialog titles 'InverseDVS error'."""
+    title = import_module(load_pack().__name__ + ".errors").ERROR_TITLE
+    prompt = {
+        "1": {"class_type": "InverseDVS_CameraTrajectory",
+              "inputs": {"preset": "custom_keyframes", "keyframes": "up a bit\nthen left", "frames": 9,
+                         "radius_scale": 1.0, "anchor_frame": 0, "fov_x_deg": 60.0, "amount": 1.0}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 1]}},
+    }
+    entry = server.run_until_done(prompt)
+    errors = execution_errors(entry)
+    if entry["status"]["status_str"] != "error" or len(errors) != 1:
+        raise CheckFailed(f"bad keyframes did not stop the prompt with one error: {entry['status']}")
+    error = errors[0]
+    if error.get("exception_type") != title or error.get("node_type") != "InverseDVS_CameraTrajectory":
+        raise CheckFailed(f"the dialog would show {error.get('exception_type')!r} for {error.get('node_type')}")
+    message = error.get("exception_message", "")
+    if not message.startswith("Camera Trajectory"):
+        raise CheckFailed(f"unexpected message: {message!r}")
+    return f"{title}: {message.strip()[:100]}"
 
 
 # ---------------------------------------------------------------------------- the frontend in Chromium
@@ -552,14 +703,19 @@ def main(argv=None) -> int:
         report(True, "ComfyUI started", server.url)
         check_import_log(server)
         report(True, "pack imported", "no import error in the log")
+        report(True, "sample clips", check_samples_installed(base) + " put into the empty input folder")
         count = check_object_info(server)
         report(True, "/object_info", f"{count} pack nodes match their classes; core nodes match CORE_NODES")
         check_templates(server, names)
         report(True, "templates", f"{len(names)} workflows served under {PACK_FOLDER}")
-        report(True, f"run {geometry}", check_run(server, geometry, base))
+        report(True, f"run {geometry}", check_run(server, geometry, base)[0])
+        report(True, "unknown choice", check_unknown_choice_refused(server, geometry))
+        report(True, "error dialog", check_error_title(server))
         if not args.skip_full:
-            report(True, f"run {full} (tiny models)", check_run(server, full, base, FULL_RUN_OVERRIDES))
-            report(True, f"run {sweep} (tiny models)", check_run(server, sweep, base, FULL_RUN_OVERRIDES))
+            line, videos = check_run(server, full, base, FULL_RUN_OVERRIDES)
+            report(True, f"run {full} (tiny models)", line)
+            report(True, f"run {full} as first saved", check_saved_values(server, full, base, videos))
+            report(True, f"run {sweep} (tiny models)", check_run(server, sweep, base, FULL_RUN_OVERRIDES)[0])
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:

@@ -6,6 +6,7 @@ Every widget, socket and type comes from the registered nodes' ``INPUT_TYPES`` /
     python scripts/make_workflows.py            # write workflows/*.json and workflows/api/*.json
     python scripts/make_workflows.py --check    # exit 1 when a committed file differs from the output
     python scripts/make_workflows.py --thumbnails   # also redraw workflows/<name>.jpg from the pack's output
+    python scripts/make_workflows.py --samples      # also render the sample clips in samples/ again
 
 Two files per workflow: ``workflows/<name>.json`` in ComfyUI's UI format (what an artist drags onto
 the canvas; ComfyUI lists it in its Templates browser with ``<name>.jpg`` beside it) and
@@ -15,6 +16,7 @@ the canvas; ComfyUI lists it in its Templates browser with ``<name>.jpg`` beside
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -27,8 +29,9 @@ from pack import PACK_ROOT, load_pack  # noqa: E402
 
 WORKFLOW_DIR = os.path.join(PACK_ROOT, "workflows")
 API_DIR = os.path.join(WORKFLOW_DIR, "api")
-SAMPLE_VIDEO = "inversedvs_sample.mp4"  # the pack's sample clip, as the host check puts it in the input folder
-SAMPLE_DEPTH_VIDEO = "inversedvs_sample_depth.mp4"  # its exact depth (white = near)
+_SAMPLES = importlib.import_module(load_pack().__name__ + ".nodes._samples")
+SAMPLE_VIDEO = _SAMPLES.SAMPLE_VIDEO  # the pack's sample clip, put into the input folder when the pack loads
+SAMPLE_DEPTH_VIDEO = _SAMPLES.SAMPLE_DEPTH_VIDEO  # its exact depth (white = near)
 FRONTEND_VERSION = "1.27.10"  # the ComfyUI frontend these files were checked against
 UI_FORMAT_VERSION = 0.4
 UUID_NAMESPACE = uuid.UUID("6f1c0a4e-3d5b-4a8e-9c51-2b7d0e9f4a10")
@@ -733,15 +736,11 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
 
     import cv2
 
-    pack = load_pack()
-    from importlib import import_module
-
-    sample = import_module(pack.__name__ + ".warp.sample")
-    specs = node_specs(pack)
+    specs = node_specs(load_pack())
     flows = {flow.name: flow for flow in workflows()}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["INVERSEDVS_INPUT_DIR"] = tmp
-        sample.write_sample_videos(tmp, SAMPLE_VIDEO, SAMPLE_DEPTH_VIDEO)
+        _SAMPLES.install_samples(tmp)
         geometry = flows["inversedvs_geometry_preview"]
         _, api = build(geometry, specs)
         results = run_pack_nodes(api)
@@ -770,6 +769,17 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
     return written
 
 
+def make_samples() -> list[str]:
+    """Render the sample clip and its depth video again into ``samples/`` (about a minute on 2 cores)."""
+    import tempfile
+
+    sample = importlib.import_module(load_pack().__name__ + ".warp.sample")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sample.write_sample_videos(tmp, SAMPLE_VIDEO, SAMPLE_DEPTH_VIDEO):
+            os.replace(path, os.path.join(_SAMPLES.SAMPLE_DIR, os.path.basename(path)))
+    return [os.path.join(_SAMPLES.SAMPLE_DIR, name) for name in _SAMPLES.SAMPLE_FILES]
+
+
 def dump(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -789,6 +799,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
     parser.add_argument("--thumbnails", action="store_true", help="also redraw workflows/<name>.jpg")
+    parser.add_argument("--samples", action="store_true", help="also render samples/ (the sample clips) again")
     args = parser.parse_args(argv)
     files = render_all()
     stale = []
@@ -807,6 +818,9 @@ def main(argv=None) -> int:
             print(f"stale: {rel} (run python scripts/make_workflows.py)")
         return 1 if stale else 0
     print(f"{len(files)} files, {len(stale)} rewritten")
+    if args.samples:
+        for path in make_samples():
+            print("sample", os.path.relpath(path, PACK_ROOT))
     if args.thumbnails:
         for path in make_thumbnails():
             print("thumbnail", os.path.relpath(path, PACK_ROOT))

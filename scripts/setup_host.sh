@@ -3,7 +3,8 @@
 #   .host/ComfyUI   ComfyUI's source from ../shared/comfyui (unpacked once)
 #   .host/venv      ComfyUI's Python: torch 2.14.1 + torchvision 0.29.1, ComfyUI's requirements,
 #                   the pack's requirements and the test tools
-# Prints where it is; exits 0 without doing anything when ../shared/comfyui is absent.
+# Installs again when a requirements file changed since the last run (.host/venv/.ready holds their
+# digest). Prints where it is; exits 0 without doing anything when ../shared/comfyui is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=${COMFYUI_SOURCE:-../shared/comfyui}
@@ -21,11 +22,12 @@ if [ ! -f "$HOST/ComfyUI/main.py" ]; then
   mv "$HOST/unpack"/ComfyUI-* "$HOST/ComfyUI"
   rm -rf "$HOST/unpack"
 fi
-if [ ! -x "$HOST/venv/bin/python" ] || [ ! -f "$HOST/venv/.ready" ]; then
-  python3 -m venv "$HOST/venv"
+wanted=$(cat "$HOST/ComfyUI/requirements.txt" requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x "$HOST/venv/bin/python" ] || [ "$(cat "$HOST/venv/.ready" 2>/dev/null)" != "$wanted" ]; then
+  [ -x "$HOST/venv/bin/python" ] || python3 -m venv "$HOST/venv"
   "$HOST/venv/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
   "$HOST/venv/bin/pip" install -q -r "$HOST/ComfyUI/requirements.txt" requests
   "$HOST/venv/bin/pip" install -q -r requirements-dev.txt
-  touch "$HOST/venv/.ready"
+  echo "$wanted" > "$HOST/venv/.ready"
 fi
 echo "setup_host: ComfyUI at $HOST/ComfyUI, Python $HOST/venv/bin/python"

@@ -2,10 +2,12 @@
 
     COMFYUI_DIR=/path/to/ComfyUI [COMFYUI_PYTHON=/path/to/its/python] python -m pytest -m host
 
-Skipped unless COMFYUI_DIR names a ComfyUI checkout. The check starts ComfyUI with the pack in a
-temporary base directory, runs the geometry and the full workflow through POST /prompt and, when
-Chromium is installed, loads every workflow in ComfyUI's frontend (screenshots go to a temporary
-folder here; run the script itself to refresh docs/).
+Skipped unless COMFYUI_DIR names a ComfyUI checkout (``make test`` runs it with ``.host/``). The
+check starts ComfyUI in a temporary base directory with the pack installed as the README says and an
+empty input folder, queues every example workflow through POST /prompt and checks in /history that
+each of its output nodes ran; it also runs the full workflow with the choice values the first version
+saved, and checks the error dialog's title. When Chromium is installed it loads every workflow in
+ComfyUI's frontend (screenshots go to a temporary folder here; run the script itself to refresh docs/).
 """
 
 import os
@@ -36,8 +38,9 @@ def test_pack_runs_in_comfyui(tmp_path):
     print(result.stdout[-20000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    for check in ("pack imported", "/object_info", "templates", "run inversedvs_geometry_preview",
-                  "run inversedvs_full_pipeline", "run inversedvs_sweep_k_guidance"):
+    for check in ("pack imported", "sample clips", "/object_info", "templates", "run inversedvs_geometry_preview",
+                  "unknown choice", "error dialog", "run inversedvs_full_pipeline (tiny models)",
+                  "run inversedvs_full_pipeline as first saved", "run inversedvs_sweep_k_guidance"):
         assert any(line.startswith("[ok] " + check) for line in lines), check
     assert not any(line.startswith("[FAIL]") for line in lines)
     if any(line.startswith("[ok] frontend") for line in lines):

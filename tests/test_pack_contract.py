@@ -43,7 +43,11 @@ for node_id, cls in module.NODE_CLASS_MAPPINGS.items():
         "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
     }
 heavy = [m for m in %r if m in sys.modules]
-print(json.dumps({"module": name, "nodes": nodes, "heavy": heavy}))
+import traceback
+error = sys.modules[name + ".errors"].InverseDVSError
+title = error.__qualname__ if error.__module__ == "builtins" else error.__module__ + "." + error.__qualname__
+line = traceback.format_exception_only(error("Sample: bad input."))[0]
+print(json.dumps({"module": name, "nodes": nodes, "heavy": heavy, "error_title": title, "error_line": line}))
 """ % (HEAVY,)
 
 
@@ -116,3 +120,99 @@ def test_geometry_node_interfaces(loaded):
     assert warp["return_types"] == ["IMAGE", "MASK"] and warp["return_names"] == ["warped", "mask"]
     assert warp["input_types"]["required"]["camera_path"] == "INVDVS_CAMERA_PATH"
     assert json.dumps(loaded)  # everything ComfyUI serves in /object_info is JSON-serialisable
+
+
+# ---------------------------------------------------------------------------- packaging: requirements, licence, registry
+
+PRODUCT = ("__init__.py", "errors.py", "nodes", "backend", "krnr", "slm", "warp")  # what ComfyUI loads
+HOST_PROVIDED = {"torch", "comfy", "folder_paths"}  # ComfyUI's own Python has them; never installed by the pack
+OPTIONAL = {"flash_attn"}  # the FlashAttention-4 extra (README), imported only when present
+# Requirements no module imports by name, each needed at run time through another one:
+USED_THROUGH_DEPENDENCIES = {
+    "accelerate",     # diffusers/transformers load weights without a second copy in RAM when it is there
+    "sentencepiece",  # transformers reads CogVideoX's spiece.model with it
+    "protobuf",       # ... and with this
+    "numpy",          # PyAV hands frames over as numpy arrays
+}
+
+
+def _canonical(name):
+    return name.lower().replace("_", "-")
+
+
+def _requirement_names(lines):
+    import re
+
+    return {_canonical(re.split(r"[<>=!~;\[ ]", line.split("#")[0].strip())[0])
+            for line in lines if line.split("#")[0].strip() and not line.startswith("-")}
+
+
+def _imported_top_modules():
+    import ast
+
+    found = {}
+    for top in PRODUCT:
+        root = os.path.join(PACK_ROOT, top)
+        paths = [root] if top.endswith(".py") else [os.path.join(d, f) for d, _, fs in os.walk(root)
+                                                    for f in fs if f.endswith(".py")]
+        for path in paths:
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read())
+            for node in ast.walk(tree):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                for name in names:
+                    found.setdefault(name.split(".")[0], os.path.relpath(path, PACK_ROOT))
+    return {m: p for m, p in found.items() if m not in sys.stdlib_module_names}
+
+
+def test_requirements_are_what_the_pack_imports():
+    from importlib.metadata import packages_distributions
+
+    with open(os.path.join(PACK_ROOT, "requirements.txt"), encoding="utf-8") as f:
+        required = _requirement_names(f.read().splitlines())
+    distributions = packages_distributions()
+    imported = {}
+    for module, path in _imported_top_modules().items():
+        if module in HOST_PROVIDED or module in OPTIONAL:
+            continue
+        assert module in distributions, f"{path} imports {module}, which no installed distribution provides"
+        imported[_canonical(distributions[module][0])] = path
+    missing = {d: p for d, p in imported.items() if d not in required}
+    assert not missing, f"imported but not in requirements.txt: {missing}"
+    assert required - set(imported) == USED_THROUGH_DEPENDENCIES, "requirements.txt lists what nothing needs"
+    assert not required & {"torch", "opencv-python-headless", "opencv-python", "einops"}
+
+
+def test_pyproject_declares_the_requirements_licence_and_icon():
+    import tomllib
+
+    with open(os.path.join(PACK_ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)
+    with open(os.path.join(PACK_ROOT, "requirements.txt"), encoding="utf-8") as f:
+        lines = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+    assert project["project"]["dependencies"] == lines
+    with open(os.path.join(PACK_ROOT, project["project"]["license"]["file"]), encoding="utf-8") as f:
+        licence = f.read()
+    assert "GNU GENERAL PUBLIC LICENSE" in licence and "Version 3, 29 June 2007" in licence
+    assert "END OF TERMS AND CONDITIONS" in licence
+    repository = project["project"]["urls"]["Repository"]
+    icon = project["tool"]["comfy"]["Icon"]
+    owner_name = repository.removeprefix("https://github.com/")
+    prefix = f"https://raw.githubusercontent.com/{owner_name}/main/"
+    assert icon.startswith(prefix), icon
+    from PIL import Image
+
+    with Image.open(os.path.join(PACK_ROOT, icon.removeprefix(prefix))) as image:
+        assert image.format == "PNG" and image.width == image.height >= 128
+    with open(os.path.join(PACK_ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert "<this repository>" not in readme
+    assert f"git clone {repository} ComfyUI-InverseDVS" in readme
+
+
+def test_the_error_reads_as_its_title_where_comfyui_shows_it(loaded):
+    """ComfyUI's dialog shows ``module.qualname`` of the exception (``builtins`` left out), and a traceback
+    prints the same; loaded from a custom_nodes folder, the pack's error still reads as 'InverseDVS error'."""
+    assert loaded["error_title"] == "InverseDVS error"
+    assert loaded["error_line"] == "InverseDVS error: Sample: bad input.\n"

@@ -78,7 +78,7 @@ def test_resize_modes():
     assert float(letter[0, :9, :, 0].max()) == 0.0 and float(letter[0, 11:29, :, 0].min()) > 0.99
     assert float(letter[0, 31:, :, 0].max()) == 0.0
     ramp = torch.arange(80, dtype=torch.uint8).mul(3).view(1, 1, 80, 1).expand(1, 40, 80, 3).contiguous()
-    crop = resize_frames(ramp, 40, 40, "crop to fill")  # centre 40 columns kept at scale 1
+    crop = resize_frames(ramp, 40, 40, "crop_to_fill")  # centre 40 columns kept at scale 1
     assert torch.allclose(crop[0, 0, :, 0] * 255, ramp[0, 0, 20:60, 0].float())
 
 

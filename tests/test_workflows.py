@@ -10,11 +10,13 @@ import json
 import os
 
 import pytest
+import torch
 
 import make_workflows as mw
 from conftest import PACK_ROOT
 
 from inversedvs import NODE_CLASS_MAPPINGS
+from inversedvs.nodes import _samples
 
 WORKFLOW_DIR = os.path.join(PACK_ROOT, "workflows")
 API_DIR = os.path.join(WORKFLOW_DIR, "api")
@@ -351,3 +353,73 @@ def test_api_twin_comparison_sees_a_changed_value():
     assert twin == api
     twin[sample_id]["inputs"]["guidance"] = 12.0
     assert twin != api
+
+
+# ---------------------------------------------------------------------------- the sample clips they load
+
+
+def _decode(path):
+    import av
+
+    with av.open(path) as container:
+        frames = [torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+        fps = float(container.streams.video[0].average_rate)
+    return torch.stack(frames).float() / 255.0, fps
+
+
+def test_every_clip_a_workflow_loads_is_a_shipped_sample():
+    for path in glob.glob(os.path.join(API_DIR, "*.json")):
+        loaded = [n["inputs"]["video"] for n in load(path).values() if n["class_type"] == "InverseDVS_LoadVideo"]
+        assert loaded, path
+        for name in loaded:
+            assert name in _samples.SAMPLE_FILES, f"{os.path.basename(path)} loads {name}, which the pack does not ship"
+            assert os.path.getsize(os.path.join(_samples.SAMPLE_DIR, name)) > 10_000
+
+
+def test_shipped_samples_are_the_pack_sample_render():
+    """samples/ holds the sample scene as warp.sample renders it: the first and last frame re-rendered
+    here match the decoded clip, and the depth video is an affine map of the exact disparity."""
+    from inversedvs.warp import sample
+    from inversedvs.warp.camera import DEFAULT_FOV_X_DEG, intrinsics
+    from inversedvs.warp.synthetic import render
+
+    clip, fps = _decode(os.path.join(_samples.SAMPLE_DIR, _samples.SAMPLE_VIDEO))
+    depth_video, depth_fps = _decode(os.path.join(_samples.SAMPLE_DIR, _samples.SAMPLE_DEPTH_VIDEO))
+    shape = (sample.SAMPLE_FRAMES, sample.SAMPLE_HEIGHT, sample.SAMPLE_WIDTH, 3)
+    assert tuple(clip.shape) == shape and tuple(depth_video.shape) == shape
+    assert fps == depth_fps == sample.SAMPLE_FPS
+    ends = [0, sample.SAMPLE_FRAMES - 1]
+    times = sample.clip_times(sample.SAMPLE_FRAMES)[ends]
+    poses = torch.eye(4, dtype=torch.float64).expand(2, 4, 4)
+    K = intrinsics(sample.SAMPLE_HEIGHT, sample.SAMPLE_WIDTH, DEFAULT_FOV_X_DEG)[0]
+    out = render(sample.SAMPLE_SCENE, poses, K, sample.SAMPLE_HEIGHT, sample.SAMPLE_WIDTH, times)
+    error = (clip[ends] - out["image"].float()).abs().mean(dim=(1, 2, 3))
+    assert error.max() < 0.02, f"mean absolute error per end frame {error.tolist()}"
+    assert (clip[0] - clip[-1]).abs().mean() > 0.01  # a moving subject: the two ends differ
+    disparity = (1.0 / out["depth"]).flatten()
+    grey = depth_video[ends].mean(-1).flatten().double()
+    design = torch.stack([disparity, torch.ones_like(disparity)], 1)
+    fit = torch.linalg.lstsq(design, grey[:, None]).solution
+    residual = (design @ fit).squeeze(1) - grey
+    assert fit[0, 0] > 0 and residual.abs().mean() < 0.01, (fit.tolist(), residual.abs().mean().item())
+
+
+def test_install_samples_fills_the_input_folder_and_keeps_the_users_files(tmp_path, capsys):
+    mine = tmp_path / "input" / _samples.SAMPLE_VIDEO
+    mine.parent.mkdir()
+    mine.write_bytes(b"the user's own clip")
+    assert _samples.install_samples(str(mine.parent)) == [_samples.SAMPLE_DEPTH_VIDEO]
+    assert mine.read_bytes() == b"the user's own clip"
+    with open(os.path.join(_samples.SAMPLE_DIR, _samples.SAMPLE_DEPTH_VIDEO), "rb") as f:
+        assert (mine.parent / _samples.SAMPLE_DEPTH_VIDEO).read_bytes() == f.read()
+    assert _samples.SAMPLE_DEPTH_VIDEO in capsys.readouterr().out
+    assert _samples.install_samples(str(mine.parent)) == []  # the next start copies nothing
+    (mine.parent / _samples.SAMPLE_DEPTH_VIDEO).unlink()
+    assert _samples.install_samples(str(mine.parent)) == [_samples.SAMPLE_DEPTH_VIDEO]  # a deleted one returns
+
+    blocked = tmp_path / "a_file"
+    blocked.write_bytes(b"")
+    assert _samples.install_samples(str(blocked)) == []  # the pack still loads; it says why
+    assert "could not make the input folder" in capsys.readouterr().out
+    assert _samples.install_samples(str(blocked / "input")) == []
+    assert str(blocked) in capsys.readouterr().out
