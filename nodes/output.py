@@ -80,10 +80,10 @@ def write_mp4(path: str, images: torch.Tensor, fps: float, crf: int = DEFAULT_CR
         container.mux(stream.encode(None))
 
 
-def _claim(temporary: str, folder: str, name: str) -> str:
-    """Give ``temporary`` its final ``name_NNNNN_.mp4`` name without ever replacing an existing file."""
+def claim_new_name(temporary: str, folder: str, name: str, extension: str, node: str) -> str:
+    """Give ``temporary`` its final ``name_NNNNN_.extension`` name without ever replacing an existing file."""
     for _ in range(MAX_COUNTER_TRIES):
-        final = os.path.join(folder, f"{name}_{_next_counter(folder, name):05}_.{VIDEO_EXTENSION}")
+        final = os.path.join(folder, f"{name}_{_next_counter(folder, name):05}_.{extension}")
         try:
             os.link(temporary, final)  # fails if ``final`` appeared meanwhile; never overwrites
         except FileExistsError:
@@ -95,7 +95,7 @@ def _claim(temporary: str, folder: str, name: str) -> str:
             return final
         os.unlink(temporary)
         return final
-    raise InverseDVSError(f"Save Video: could not find a free file name for '{name}' in {folder}.")
+    raise InverseDVSError(f"{node}: could not find a free file name for '{name}' in {folder}.")
 
 
 class SaveVideo:
@@ -143,7 +143,7 @@ class SaveVideo:
         temporary = os.path.join(folder, f".{name}.{os.getpid()}.{id(images):x}.partial")
         try:
             write_mp4(temporary, images, fps, crf, metadata, _host.Progress(images.shape[0]))
-            final = _claim(temporary, folder, name)
+            final = claim_new_name(temporary, folder, name, VIDEO_EXTENSION, node)
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
