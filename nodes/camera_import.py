@@ -131,7 +131,7 @@ class LoadCameraPath:
         if int(frames) != frames or frames < 1:
             raise InverseDVSError(f"{node}: frames = {frames}; at least 1 frame is needed (49 for CogVideoX).")
         path = self._paths(file, node)[0]
-        label = f"{os.path.basename(path)}"
+        label = os.path.basename(path)
         try:
             kind, cameras = cio.read_camera_file(path)
             if kind == cio.PACK_FILE:
@@ -141,8 +141,7 @@ class LoadCameraPath:
                 centre = None
             else:
                 camera_path, centre = cio.cameras_to_path(cameras, int(frames), int(anchor_frame), frame_mismatch,
-                                                          scale_reference, radius_scale, clip_size, resize,
-                                                          f"{kind} {label}")
+                                                          scale_reference, radius_scale, clip_size, resize, label)
         except InverseDVSError as err:
             raise InverseDVSError(f"{node}: {err}") from None
         return (camera_path, path_preview(camera_path, pivot=centre))

@@ -25,7 +25,7 @@ import math
 import os
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -82,7 +82,8 @@ SLERP_LINEAR_BELOW = 1e-6  # angle (radians) under which slerp falls back to nor
 class Lens:
     """Pinhole intrinsics of one imported camera, in pixels of its own image (which spans 0..width,
     so a centred principal point is (width/2, height/2)). ``height`` (and ``cy``) are None when the
-    file gives only a horizontal field of view; ``width`` is then 1 (focal lengths in image widths)."""
+    file gives only a horizontal field of view; ``width`` is then 1 (focal lengths in image widths).
+    ``where`` says where the camera is defined, for messages."""
 
     fx: float
     fy: float
@@ -90,6 +91,7 @@ class Lens:
     cy: float | None
     width: float
     height: float | None
+    where: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def _colmap_lens(model: str, params, width: float, height: float, where: str) ->
         fx, fy, cx, cy = params[:4]
     if fx <= 0 or fy <= 0:
         raise InverseDVSError(f"{where}: the focal length ({fx:g}, {fy:g} px) must be positive.")
-    return Lens(float(fx), float(fy), float(cx), float(cy), float(width), float(height))
+    return Lens(float(fx), float(fy), float(cx), float(cy), float(width), float(height), where)
 
 
 def _rotation_from_quaternion(q, where: str) -> torch.Tensor:
@@ -496,10 +498,10 @@ def _transforms_lens(frame: dict, top: dict, where: str) -> Lens:
             raise InverseDVSError(f"{where}: the image size 'w' and 'h' is missing; focal lengths in pixels need it.")
         fx = numbers.get("fl_x", w / 2 / math.tan(numbers.get("camera_angle_x", 1.0) / 2))
         fy = numbers.get("fl_y", h / 2 / math.tan(numbers["camera_angle_y"] / 2) if "camera_angle_y" in numbers else fx)
-        lens = Lens(fx, fy, numbers.get("cx", w / 2), numbers.get("cy", h / 2), w, h)
+        lens = Lens(fx, fy, numbers.get("cx", w / 2), numbers.get("cy", h / 2), w, h, where)
     elif "camera_angle_x" in numbers:
         fx = 0.5 / math.tan(numbers["camera_angle_x"] / 2)
-        lens = Lens(fx, fx, 0.5, None, 1.0, None)
+        lens = Lens(fx, fx, 0.5, None, 1.0, None, where)
     else:
         raise InverseDVSError(f"{where}: no focal length: give 'fl_x' (pixels, with 'w' and 'h') or "
                               "'camera_angle_x' (radians), per frame or at the top level.")
@@ -721,7 +723,7 @@ def fit_to_frames(world_to_camera: torch.Tensor, focal: torch.Tensor, names, fra
 # ----------------------------------------------------------------------------- intrinsics
 
 
-def clip_focal(lens: Lens, clip_size: tuple[int, int] | None, resize: str, where: str) -> float:
+def clip_focal(lens: Lens, clip_size: tuple[int, int] | None, resize: str) -> float:
     """Focal length fx of ``lens`` in units of the clip's width after the camera's image was resized
     to ``clip_size`` (height, width) with ``resize`` (Load Video's modes): (W/2)/fx = tan(fov_x/2)/…
     Without a clip size the clip is taken as the camera's image itself.
@@ -729,6 +731,7 @@ def clip_focal(lens: Lens, clip_size: tuple[int, int] | None, resize: str, where
     Refuses a camera the pack cannot represent: pixels that are not square, or a principal point
     off the centre, in the clip (tolerances SQUARE_PIXEL_TOLERANCE, PRINCIPAL_POINT_TOLERANCE).
     """
+    where = lens.where or "camera"
     if resize not in RESIZE_MODES:
         raise InverseDVSError(f"{where}: resize '{resize}' is unknown; use one of {', '.join(RESIZE_MODES)}.")
     if clip_size is None or lens.height is None:
@@ -834,8 +837,7 @@ def cameras_to_path(cameras: ImportedCameras, frames: int, anchor: int, mode: st
         raise InverseDVSError(f"{label}: anchor_frame = {anchor} but the clip has {frames} frames; use 0 to "
                               f"{frames - 1}.")
     cameras = in_name_order(cameras)
-    focal = torch.tensor([clip_focal(lens, clip_size, resize, where) for lens, where in zip(cameras.lenses, cameras.where)],
-                         dtype=POSE_DTYPE)
+    focal = torch.tensor([clip_focal(lens, clip_size, resize) for lens in cameras.lenses], dtype=POSE_DTYPE)
     w2c, focal = fit_to_frames(cameras.world_to_camera, focal, cameras.names, frames, mode, label)
     relative = relative_transforms(w2c, anchor)
     centre = scene_centre(cameras.world_to_camera, w2c[anchor], reference, label)
