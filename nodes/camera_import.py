@@ -100,7 +100,7 @@ class LoadCameraPath:
     def _paths(cls, file, node):
         path = _validate.input_file(file, "camera file", node)
         folder, name = os.path.split(path)
-        for ext, (cameras_name, images_name) in cio.COLMAP_FILES.items():
+        for cameras_name, images_name in cio.COLMAP_FILES.values():
             if name.lower() == images_name:
                 return [path, os.path.join(folder, cameras_name)]
         return [path]

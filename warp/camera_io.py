@@ -100,19 +100,17 @@ class ImportedCameras:
 
     names:           image names (frames are ordered by them), or "" where the file has none.
     world_to_camera: [N, 4, 4] float64, OpenCV camera axes, the file's world and units.
-    lenses:          one Lens per camera.
-    where:           where each camera sits in the file, for messages ("images.txt line 7").
+    lenses:          one Lens per camera (each says where its camera is defined, for messages).
     """
 
     names: tuple[str, ...]
     world_to_camera: torch.Tensor
     lenses: tuple[Lens, ...]
-    where: tuple[str, ...]
 
     def subset(self, order) -> "ImportedCameras":
         order = list(order)
         return ImportedCameras(tuple(self.names[i] for i in order), self.world_to_camera[order],
-                               tuple(self.lenses[i] for i in order), tuple(self.where[i] for i in order))
+                               tuple(self.lenses[i] for i in order))
 
 
 # ----------------------------------------------------------------------------- rotations
@@ -175,11 +173,6 @@ def opengl_camera_to_world_to_opencv_world_to_camera(c2w: torch.Tensor) -> torch
     """World-to-camera poses [N, 4, 4] with OpenCV camera axes from camera-to-world matrices
     [N, 4, 4] with OpenGL camera axes (transforms.json, Blender): W = (C · diag(1, −1, −1, 1))⁻¹."""
     return rigid_inverse(c2w @ OPENGL_TO_OPENCV)
-
-
-def opencv_world_to_camera_to_opengl_camera_to_world(w2c: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``opengl_camera_to_world_to_opencv_world_to_camera``: C = W⁻¹ · diag(1, −1, −1, 1)."""
-    return rigid_inverse(w2c) @ OPENGL_TO_OPENCV
 
 
 # ----------------------------------------------------------------------------- small readers
@@ -252,10 +245,8 @@ def _read_text(path: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise InverseDVSError(
-            f"'{os.path.basename(path)}' is not a text file (byte {err.start} is not UTF-8); "
-            "for COLMAP's binary model pick images.bin."
-        ) from None
+        raise InverseDVSError(f"'{os.path.basename(path)}' is not a text file (byte {err.start} is not UTF-8); "
+                              "re-export it.") from None
 
 
 # ----------------------------------------------------------------------------- COLMAP text
@@ -307,7 +298,7 @@ def _looks_like_points(words) -> bool:
 def parse_colmap_images_text(text: str, cameras: dict, source: str = "images.txt") -> ImportedCameras:
     """COLMAP images.txt → ImportedCameras. Two lines per image: IMAGE_ID QW QX QY QZ TX TY TZ
     CAMERA_ID NAME, then its 2-D points (X Y POINT3D_ID …, may be empty; not used)."""
-    names, poses, lenses, where_list = [], [], [], []
+    names, poses, lenses = [], [], []
     lines = _data_lines(text)
     i = 0
     while i < len(lines):
@@ -339,10 +330,9 @@ def parse_colmap_images_text(text: str, cameras: dict, source: str = "images.txt
         names.append(" ".join(words[9:]))
         poses.append(_colmap_pose(values[:4], values[4:], where))
         lenses.append(cameras[camera_id][1])
-        where_list.append(where)
     if not poses:
         raise InverseDVSError(f"{source}: no images are listed; the reconstruction registered no camera.")
-    return ImportedCameras(tuple(names), torch.stack(poses), tuple(lenses), tuple(where_list))
+    return ImportedCameras(tuple(names), torch.stack(poses), tuple(lenses))
 
 
 # ----------------------------------------------------------------------------- COLMAP binary
@@ -400,7 +390,7 @@ def parse_colmap_images_binary(data: bytes, cameras: dict, source: str = "images
     int64 point3D id) per point (skipped)."""
     reader = _Bytes(data, source)
     (count,) = reader.take("Q", "the image count")
-    names, poses, lenses, where_list = [], [], [], []
+    names, poses, lenses = [], [], []
     for k in range(count):
         record = f"image {k + 1} of {count}"
         image_id, qw, qx, qy, qz, tx, ty, tz, camera_id = reader.take("IdddddddI", record)
@@ -417,10 +407,9 @@ def parse_colmap_images_binary(data: bytes, cameras: dict, source: str = "images
         names.append(name)
         poses.append(_colmap_pose((qw, qx, qy, qz), (tx, ty, tz), where))
         lenses.append(cameras[camera_id][1])
-        where_list.append(where)
     if not poses:
         raise InverseDVSError(f"{source}: no images are listed; the reconstruction registered no camera.")
-    return ImportedCameras(tuple(names), torch.stack(poses), tuple(lenses), tuple(where_list))
+    return ImportedCameras(tuple(names), torch.stack(poses), tuple(lenses))
 
 
 def read_colmap(images_path: str) -> ImportedCameras:
@@ -524,7 +513,7 @@ def parse_transforms(text: str, source: str = "transforms.json") -> ImportedCame
     if not isinstance(frames, list) or not frames:
         raise InverseDVSError(f"{source}: no 'frames' list; a transforms.json holds 'frames': [{{'file_path': …, "
                               "'transform_matrix': …}}, …].")
-    names, poses, lenses, where_list = [], [], [], []
+    names, poses, lenses = [], [], []
     for i, frame in enumerate(frames):
         where = f"{source} frames[{i}]"
         if not isinstance(frame, dict) or "transform_matrix" not in frame:
@@ -532,9 +521,8 @@ def parse_transforms(text: str, source: str = "transforms.json") -> ImportedCame
         poses.append(_matrix(frame["transform_matrix"], where, "transform_matrix"))
         lenses.append(_transforms_lens(frame, data, where))
         names.append(str(frame.get("file_path", "")))
-        where_list.append(where)
     w2c = opengl_camera_to_world_to_opencv_world_to_camera(torch.stack(poses))
-    return ImportedCameras(tuple(names), w2c, tuple(lenses), tuple(where_list))
+    return ImportedCameras(tuple(names), w2c, tuple(lenses))
 
 
 # ----------------------------------------------------------------------------- the pack's path file
@@ -632,7 +620,8 @@ def in_name_order(cameras: ImportedCameras) -> ImportedCameras:
 
 def frame_numbers(names) -> torch.Tensor | None:
     """The frame number in each image name (the last run of digits of the file name without its
-    extension) as float64 [N], or None when a name has none or two names share one."""
+    extension) as float64 [N], or None when a name has none or the numbers do not increase in the
+    given order (then the order alone places the cameras in time)."""
     numbers = []
     for name in names:
         stem = os.path.splitext(os.path.basename(name.replace("\\", "/")))[0]
@@ -640,7 +629,7 @@ def frame_numbers(names) -> torch.Tensor | None:
         if not digits:
             return None
         numbers.append(int(digits[-1]))
-    if len(set(numbers)) != len(numbers):
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
         return None
     return torch.tensor(numbers, dtype=POSE_DTYPE)
 
