@@ -13,7 +13,7 @@ from ..warp.camera import CameraPath
 from ..warp.path_preview import path_preview
 from . import _host, _validate
 from .camera import CAMERA_PATH_TYPE, DEFAULT_FRAMES, MAX_FRAMES, MAX_RADIUS_SCALE, MIN_RADIUS_SCALE
-from .output import claim_new_name
+from .output import write_new_file
 from .video import RESIZE_MODES
 
 COLMAP_IMAGE_FILES = tuple(files[1] for files in cio.COLMAP_FILES.values())
@@ -175,18 +175,13 @@ class SaveCameraPath:
         node = self.DISPLAY_NAME
         if not isinstance(camera_path, CameraPath):
             raise InverseDVSError(f"{node}: camera_path must come from Camera Trajectory or Load Camera Path (InverseDVS).")
-        root = _host.output_directory()
-        target = _validate.join_inside(root, filename_prefix, "filename_prefix", node, "ComfyUI's output folder")
-        folder, name = os.path.dirname(target), os.path.basename(target)
-        os.makedirs(folder, exist_ok=True)
-        temporary = os.path.join(folder, f".{name}.{os.getpid()}.{id(camera_path):x}.partial")
-        try:
-            with open(temporary, "w", encoding="utf-8") as f:
-                f.write(cio.path_file_text(camera_path))
-            final = claim_new_name(temporary, folder, name, cio.PATH_FILE_SUFFIX.lstrip("."), node)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        text = cio.path_file_text(camera_path)
+
+        def write(path):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+
+        final, root = write_new_file(filename_prefix, cio.PATH_FILE_SUFFIX.lstrip("."), node, write)
         relative = os.path.relpath(final, os.path.realpath(root)).replace(os.sep, "/")
         return {"ui": {"text": [relative]}, "result": (relative,)}
 
