@@ -131,19 +131,18 @@ class LoadCameraPath:
         if int(frames) != frames or frames < 1:
             raise InverseDVSError(f"{node}: frames = {frames}; at least 1 frame is needed (49 for CogVideoX).")
         path = self._paths(file, node)[0]
-        label = os.path.basename(path)
+        label = os.path.basename(file.replace("\\", "/"))
         try:
             kind, cameras = cio.read_camera_file(path)
             if kind == cio.PACK_FILE:
-                camera_path = cio.refit_path(cameras, int(frames), frame_mismatch, radius_scale, label)
-                _validate.check_range(camera_path.radius_scale, MIN_RADIUS_SCALE, MAX_RADIUS_SCALE,
-                                      "the saved radius_scale times radius_scale", node)
-                centre = None
+                camera_path, centre = cio.refit_path(cameras, int(frames), frame_mismatch, radius_scale, label), None
             else:
                 camera_path, centre = cio.cameras_to_path(cameras, int(frames), int(anchor_frame), frame_mismatch,
                                                           scale_reference, radius_scale, clip_size, resize, label)
         except InverseDVSError as err:
             raise InverseDVSError(f"{node}: {err}") from None
+        _validate.check_range(camera_path.radius_scale, MIN_RADIUS_SCALE, MAX_RADIUS_SCALE,
+                              "radius_scale (times the saved path's)", node)
         return (camera_path, path_preview(camera_path, pivot=centre))
 
 

@@ -313,6 +313,9 @@ def test_saving_never_overwrites_and_an_edited_file_is_read(folders):
     before = LoadCameraPath.IS_CHANGED("edited.camera_path.json")
     again, _ = _load("edited.camera_path.json", frames=5, radius_scale=2.0, images=torch.zeros(5, H, W, 3))
     assert again.zoom[4] == 2.0 and again.radius_scale == 1.0  # the file's 0.5 times the widget's 2
+    with pytest.raises(InverseDVSError, match="^Load Camera Path \\(InverseDVS\\): radius_scale \\(times the saved "
+                                              "path's\\) = 0.005 is out of range"):
+        _load("edited.camera_path.json", frames=5, radius_scale=0.01)
     document["frames"][4]["zoom"] = 3.0
     _write(folders, "edited.camera_path.json", json.dumps(document))
     assert LoadCameraPath.IS_CHANGED("edited.camera_path.json") != before
