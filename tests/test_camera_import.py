@@ -1,6 +1,7 @@
 """Load Camera Path / Save Camera Path: each format pinned by a scene rendered through the imported
 cameras against the ground truth, round trips between formats, resampling, and bad files."""
 
+import functools
 import importlib.util
 import json
 import math
@@ -122,10 +123,16 @@ def _load(file, frames=FRAMES, mismatch=cio.REFUSE, anchor=0, reference=cio.LOOK
     return LoadCameraPath().load(file, frames, mismatch, anchor, reference, radius_scale, resize, images)
 
 
+@functools.lru_cache(maxsize=1)
+def _truth():
+    """The scene rendered from the ground-truth cameras (rendered once)."""
+    return synthetic.render(SCENE, GROUND_TRUTH, K_CLIP, H, W, torch.zeros(FRAMES))
+
+
 def _imported_render(path):
     """Render the scene through the imported path, with the radius the pack resolves from the depth."""
     anchor = path.anchor
-    truth = synthetic.render(SCENE, GROUND_TRUTH, K_CLIP, H, W, torch.zeros(FRAMES))
+    truth = _truth()
     radius = float(path.orbit_radius(truth["depth"]))
     cameras = path.anchor_to_frame(radius) @ GROUND_TRUTH[anchor]
     return synthetic.render(SCENE, cameras, path.target_intrinsics(H, W), H, W, torch.zeros(FRAMES)), truth, radius
@@ -152,7 +159,7 @@ def test_scene_rendered_through_imported_cameras_matches_ground_truth(folders, f
 def test_a_wrong_convention_would_show_in_the_render(folders):
     """The comparison above can fail: mirrored axes or an unscaled focal length change the picture."""
     path, _ = _load(_write_format(folders, "colmap_text"))
-    truth = synthetic.render(SCENE, GROUND_TRUTH, K_CLIP, H, W, torch.zeros(FRAMES))
+    truth = _truth()
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
     wrong_axes = flip @ path.anchor_to_frame(DISTANCE) @ flip @ GROUND_TRUTH[0]
     wrong = synthetic.render(SCENE, wrong_axes, path.target_intrinsics(H, W), H, W, torch.zeros(FRAMES))
@@ -453,7 +460,7 @@ def test_forward_warp_through_an_imported_path_matches_the_truth(folders):
 
     anchor = 3
     imported, _ = _load(_write_format(folders, "colmap_binary"), anchor=anchor)
-    truth = synthetic.render(SCENE, GROUND_TRUTH, K_CLIP, H, W, torch.zeros(FRAMES))
+    truth = _truth()
     images = truth["image"][anchor].float().expand(FRAMES, H, W, 3).contiguous()
     depth = truth["depth"][anchor].float()[None, :, :, None].expand(FRAMES, H, W, 3).contiguous()
     source = GROUND_TRUTH[anchor].expand(FRAMES, 4, 4)
