@@ -243,7 +243,11 @@ def test_missing_images_are_refused_or_interpolated(folders):
         _load(file)
     path, _ = _load(file, mismatch=cio.RESAMPLE)
     full, _ = _load(_write_format(folders, "colmap_binary"))
-    for k in kept:  # frames with an image are the imported cameras themselves
+    raw = cio.in_name_order(cio.read_camera_file(str(folders / "input" / file))[1]).world_to_camera
+    resampled = cio.fit_to_frames(raw, torch.ones(5, dtype=torch.float64), sorted(NAMES[k] for k in kept), FRAMES,
+                                  cio.RESAMPLE, "x")[0]
+    assert torch.equal(resampled[kept], raw)  # frames with an image are the imported cameras, bit for bit
+    for k in kept:
         assert float((path.world_to_camera[k] - full.world_to_camera[k]).abs().max()) < 1e-9
     centres, truth = camera_centers(path.world_to_camera), camera_centers(full.world_to_camera)
     for k, w in ((3, 1 / 3), (4, 2 / 3)):  # positions lerped between frames 3 and 6 (numbers)

@@ -662,8 +662,9 @@ def interpolate_poses(world_to_camera: torch.Tensor, focal: torch.Tensor, times:
     centers = camera_centers(world_to_camera)
     c = centers[i] + w.unsqueeze(-1) * (centers[i + 1] - centers[i])
     pose = compose(R, -(R @ c.unsqueeze(-1)).squeeze(-1))
-    exact = w == 0  # on a camera: keep it bit for bit
-    pose = torch.where(exact[:, None, None], world_to_camera[i], pose)
+    # on a camera: that camera, bit for bit
+    pose = torch.where((w == 0)[:, None, None], world_to_camera[i], pose)
+    pose = torch.where((w == 1)[:, None, None], world_to_camera[i + 1], pose)
     return pose, focal[i] + w * (focal[i + 1] - focal[i])
 
 
@@ -819,8 +820,8 @@ def cameras_to_path(cameras: ImportedCameras, frames: int, anchor: int, mode: st
     Steps: name order; focal lengths in clip widths (``clip_focal``); ``fit_to_frames``; poses
     re-expressed relative to frame ``anchor``'s camera (W_i · W_anchor⁻¹, so it is at rest); lengths
     divided by the depth of the scene centre (``scene_centre``, from the file's own cameras) in that
-    camera, so the centre is one
-    orbit radius away; field of view from the anchor's focal length, zoom = f_i / f_anchor.
+    camera, so the centre is one orbit radius away; field of view from the anchor's focal length,
+    zoom = f_i / f_anchor.
     """
     if not 0 <= anchor < frames:
         raise InverseDVSError(f"{label}: anchor_frame = {anchor} but the clip has {frames} frames; use 0 to "
