@@ -484,3 +484,20 @@ def test_forward_warp_through_an_imported_path_matches_the_truth(folders):
     print(f"\nimported COLMAP path, warp vs truth: PSNR {psnr:.2f} dB (radius 10% off: {off_scale:.2f} dB)")
     assert float((warped - true_warp).abs().max()) < 1e-4
     assert psnr > 25 and psnr > off_scale + 2
+
+
+def test_colmap_documentation_example_lines_are_read():
+    """The two-line layout and rounded quaternions of COLMAP's own documentation example."""
+    cameras = cio.parse_colmap_cameras_text("# Camera list\n1 SIMPLE_PINHOLE 3072 2304 2559.81 1536 1152\n"
+                                            "2 PINHOLE 3072 2304 2560.56 2560.56 1536 1152\n")
+    text = ("# Image list with two lines of data per image:\n"
+            "1 0.851773 0.0165051 0.503764 -0.142941 -0.737434 1.02973 3.74354 1 P1180141.JPG\n"
+            "2362.39 248.498 58396 1784.7 268.254 59027 1784.7 268.254 -1\n"
+            "2 0.851773 0.0165051 0.503764 -0.142941 -0.737434 1.02973 3.74354 2 P1180142.JPG\n"
+            "1190.83 663.957 23056 1258.77 640.354 59070\n")
+    read = cio.parse_colmap_images_text(text, cameras)
+    R = read.world_to_camera[:, :3, :3]
+    assert read.names == ("P1180141.JPG", "P1180142.JPG")
+    assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(2, 3, 3), atol=1e-12)
+    assert torch.allclose(torch.linalg.det(R), torch.ones(2, dtype=torch.float64))
+    assert read.lenses[0].fx == read.lenses[0].fy == 2559.81 and read.lenses[1].cx == 1536
