@@ -106,6 +106,19 @@ def input_directory() -> str:
     return _fallback_dir("INVERSEDVS_INPUT_DIR", "input")
 
 
+def list_input_files(keep) -> list[str]:
+    """Files in the input folder whose lower-case name passes ``keep(name)``: sorted names relative to
+    the folder with '/' separators, sub-folders included."""
+    root = input_directory()
+    names = []
+    if os.path.isdir(root):
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                if keep(f.lower()):
+                    names.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
+    return sorted(names)
+
+
 def output_directory() -> str:
     if IN_COMFYUI:
         return folder_paths.get_output_directory()

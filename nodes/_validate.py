@@ -404,6 +404,16 @@ def join_inside(root: str, name: str, what: str, node: str, folder: str = "Comfy
     return path
 
 
+def input_file(name: str, what: str, node: str, hint: str = "Copy it there.") -> str:
+    """Absolute path of file ``name`` in ComfyUI's input folder, refusing names that leave the folder
+    or do not exist (``hint`` says how to get it there)."""
+    root = _host.input_directory()
+    path = join_inside(root, name, what, node, "ComfyUI's input folder")
+    if not os.path.isfile(path):
+        raise InverseDVSError(f"{node}: {what} '{name}' was not found in ComfyUI's input folder ({root}). {hint}")
+    return path
+
+
 # ----------------------------------------------------------------------------- weights
 
 def check_safetensors_file(path: str, what: str, node: str) -> str:

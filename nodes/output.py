@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 
 import torch
 
@@ -80,10 +81,10 @@ def write_mp4(path: str, images: torch.Tensor, fps: float, crf: int = DEFAULT_CR
         container.mux(stream.encode(None))
 
 
-def _claim(temporary: str, folder: str, name: str) -> str:
-    """Give ``temporary`` its final ``name_NNNNN_.mp4`` name without ever replacing an existing file."""
+def _claim(temporary: str, folder: str, name: str, extension: str = VIDEO_EXTENSION, node: str = "Save Video") -> str:
+    """Give ``temporary`` its final ``name_NNNNN_.extension`` name without ever replacing an existing file."""
     for _ in range(MAX_COUNTER_TRIES):
-        final = os.path.join(folder, f"{name}_{_next_counter(folder, name):05}_.{VIDEO_EXTENSION}")
+        final = os.path.join(folder, f"{name}_{_next_counter(folder, name):05}_.{extension}")
         try:
             os.link(temporary, final)  # fails if ``final`` appeared meanwhile; never overwrites
         except FileExistsError:
@@ -95,7 +96,24 @@ def _claim(temporary: str, folder: str, name: str) -> str:
             return final
         os.unlink(temporary)
         return final
-    raise InverseDVSError(f"Save Video: could not find a free file name for '{name}' in {folder}.")
+    raise InverseDVSError(f"{node}: could not find a free file name for '{name}' in {folder}.")
+
+
+def write_new_file(filename_prefix: str, extension: str, node: str, write) -> tuple[str, str]:
+    """Write ``<filename_prefix>_NNNNN_.<extension>`` inside ComfyUI's output folder with
+    ``write(path)``: into a hidden temporary file first, given its final name only when complete,
+    never replacing an existing file. Returns (the final path, the output folder)."""
+    root = _host.output_directory()
+    target = _validate.join_inside(root, filename_prefix, "filename_prefix", node, "ComfyUI's output folder")
+    folder, name = os.path.dirname(target), os.path.basename(target)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    try:
+        write(temporary)
+        return _claim(temporary, folder, name, extension, node), root
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 class SaveVideo:
@@ -130,23 +148,14 @@ class SaveVideo:
         node = "Save Video"
         images = _validate.check_image(images, "images", node)
         _validate.check_range(fps, 1.0, 120.0, "fps", node)
-        root = _host.output_directory()
-        target = _validate.join_inside(root, filename_prefix, "filename_prefix", node, "ComfyUI's output folder")
-        folder, name = os.path.dirname(target), os.path.basename(target)
-        os.makedirs(folder, exist_ok=True)
         metadata = {}
         if prompt is not None:
             metadata["prompt"] = json.dumps(prompt)
         for key, value in (extra_pnginfo or {}).items():
             metadata[key] = json.dumps(value)
-
-        temporary = os.path.join(folder, f".{name}.{os.getpid()}.{id(images):x}.partial")
-        try:
-            write_mp4(temporary, images, fps, crf, metadata, _host.Progress(images.shape[0]))
-            final = _claim(temporary, folder, name)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        final, root = write_new_file(filename_prefix, VIDEO_EXTENSION, node, lambda path: write_mp4(
+            path, images, fps, crf, metadata, _host.Progress(images.shape[0])))
+        folder = os.path.dirname(final)
         subfolder = os.path.relpath(folder, os.path.realpath(root))
         subfolder = "" if subfolder == "." else subfolder.replace(os.sep, "/")
         filename = os.path.basename(final)

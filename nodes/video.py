@@ -26,26 +26,12 @@ HASH_CHUNK = 1 << 20
 
 def list_videos() -> list[str]:
     """Video files in ComfyUI's input folder (sorted, relative names; sub-folders included)."""
-    root = _host.input_directory()
-    names = []
-    if os.path.isdir(root):
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                if f.lower().endswith(VIDEO_EXTENSIONS):
-                    names.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
-    return sorted(names)
+    return _host.list_input_files(lambda name: name.endswith(VIDEO_EXTENSIONS))
 
 
 def video_path(name: str, node: str) -> str:
     """Absolute path of input video ``name``, refusing names that leave the input folder or do not exist."""
-    root = _host.input_directory()
-    path = _validate.join_inside(root, name, "video", node, "ComfyUI's input folder")
-    if not os.path.isfile(path):
-        raise InverseDVSError(
-            f"{node}: video '{name}' was not found in ComfyUI's input folder ({root}). Upload it with the "
-            "node's upload button or copy it there."
-        )
-    return path
+    return _validate.input_file(name, "video", node, "Upload it with the node's upload button or copy it there.")
 
 
 def fit_size(src_h: int, src_w: int, dst_h: int, dst_w: int, mode: str) -> tuple[int, int]:

@@ -40,8 +40,8 @@ class ForwardWarp:
                 "depth": ("IMAGE", {"tooltip": "Depth of every frame, same frame count and size as the images: this "
                                                "pack's Depth Estimate or any depth node's IMAGE (grey, or the channel "
                                                "mean is used)."}),
-                "camera_path": (CAMERA_PATH_TYPE, {"tooltip": "The new camera path from Camera Trajectory; its frame "
-                                                              "count must match the video's."}),
+                "camera_path": (CAMERA_PATH_TYPE, {"tooltip": "The new camera path from Camera Trajectory or Load "
+                                                              "Camera Path; its frame count must match the video's."}),
                 "depth_kind": (DEPTH_KIND_CHOICES, {
                     "default": DEPTH_KIND_CHOICES[0],
                     "tooltip": "relative: disparity-like maps where white = near (Depth Anything and most depth "
@@ -63,7 +63,7 @@ class ForwardWarp:
         node = self.DISPLAY_NAME
         images = _validate.check_image(images, "images", node)
         if not isinstance(camera_path, CameraPath):
-            raise InverseDVSError(f"{node}: camera_path must come from Camera Trajectory (InverseDVS).")
+            raise InverseDVSError(f"{node}: camera_path must come from Camera Trajectory or Load Camera Path (InverseDVS).")
         if not isinstance(depth, torch.Tensor) or depth.ndim not in (3, 4) or (depth.ndim == 4 and depth.shape[-1] not in (1, 3)):
             shape = tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
             raise InverseDVSError(f"{node}: depth must be an IMAGE [frames, height, width, 3 or 1]; got {shape}.")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import json
+import math
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
 
@@ -24,12 +27,14 @@ import torch
 from inversedvs.errors import InverseDVSError
 from inversedvs.nodes import _validate
 from inversedvs.nodes.camera import CameraTrajectory
+from inversedvs.nodes.camera_import import LoadCameraPath, SaveCameraPath
 from inversedvs.nodes.depth import DepthEstimate
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
 from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
 from inversedvs.nodes.video import LoadVideo
 from inversedvs.nodes.warp import ForwardWarp
+from inversedvs.warp.camera import camera_centers
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 PACK_ROOT = os.path.dirname(TESTS_DIR)
@@ -397,6 +402,172 @@ def _(box):
 @case("Forward Warp", "something other than a camera path connected", "must come from Camera Trajectory")
 def _(box):
     warp(path={"frames": TINY_FRAMES})
+
+
+# ----------------------------------------------------------------------------- camera files
+
+# A COLMAP model of three cameras turning 10° to the right each, 1 unit apart along x.
+COLMAP_CAMERAS = "# CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n1 PINHOLE 96 64 60 60 48 32\n"
+
+
+def colmap_images(count: int = 3, names=None) -> str:
+    lines = []
+    for k, name in enumerate(names or [f"frame_{i + 1:04}.png" for i in range(count)]):
+        w, y = math.cos(math.radians(5 * k)), math.sin(math.radians(5 * k))
+        lines += [f"{k + 1} {w} 0 {y} 0 {-k} 0 0 1 {name}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def colmap_model(box, images: str | None = None, cameras: str | None = COLMAP_CAMERAS, folder: str = "scan") -> str:
+    """Write ``folder``/images.txt (and cameras.txt unless None) into the sandbox's input folder."""
+    if cameras is not None:
+        box.write(f"input/{folder}/cameras.txt", cameras.encode())
+    box.write(f"input/{folder}/images.txt", (images or colmap_images()).encode())
+    return f"{folder}/images.txt"
+
+
+def load_path(file: str, frames: int = 3, mismatch: str = "refuse", reference: str = "as_is", resize: str = "crop to fill",
+              images=None):
+    return LoadCameraPath().load(file, frames, mismatch, 0, reference, 1.0, resize, images)
+
+
+def transforms_file(box, document) -> str:
+    box.write("input/t/transforms.json", (document if isinstance(document, str) else json.dumps(document)).encode())
+    return "t/transforms.json"
+
+
+EYE = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+
+@case("Load Camera Path", "a COLMAP images.txt without cameras.txt next to it", "cameras.txt was not found next to it")
+def _(box):
+    load_path(colmap_model(box, cameras=None))
+
+
+@case("Load Camera Path", "an unknown COLMAP camera model", "unknown camera model 'PINHOLE_PLUS'")
+def _(box):
+    load_path(colmap_model(box, cameras="1 PINHOLE_PLUS 96 64 60 60 48 32\n"))
+
+
+@case("Load Camera Path", "a fisheye COLMAP camera", "is not a perspective (pinhole) camera")
+def _(box):
+    load_path(colmap_model(box, cameras="1 OPENCV_FISHEYE 96 64 60 60 48 32 0.1 0 0 0\n"))
+
+
+@case("Load Camera Path", "'nan' in a COLMAP pose", "only finite numbers")
+def _(box):
+    load_path(colmap_model(box, images=colmap_images().replace(" 0 0 0 1 frame_0001", " nan 0 0 1 frame_0001")))
+
+
+@case("Load Camera Path", "an image using a camera the cameras file does not define", "does not define")
+def _(box):
+    load_path(colmap_model(box, images=colmap_images().replace(" 0 0 1 frame_0002", " 0 0 4 frame_0002")))
+
+
+@case("Load Camera Path", "images.txt without the 2-D points line after an image", "two lines per image")
+def _(box):
+    load_path(colmap_model(box, images=colmap_images().replace("\n\n", "\n", 1)))
+
+
+@case("Load Camera Path", "a truncated images.bin", "truncated")
+def _(box):
+    box.write("input/bin/cameras.bin", struct.pack("<QiiQQdddd", 1, 1, 1, 96, 64, 60, 60, 48, 32))
+    box.write("input/bin/images.bin", struct.pack("<QI", 3, 1) + struct.pack("<dd", 1, 0))
+    load_path("bin/images.bin")
+
+
+@case("Load Camera Path", "fewer cameras than frames (frame_mismatch = refuse)", "fewer poses than frames")
+def _(box):
+    load_path(colmap_model(box), frames=5)
+
+
+@case("Load Camera Path", "fewer cameras than frames (frame_mismatch = first_frames)", "fewer poses than frames")
+def _(box):
+    load_path(colmap_model(box), frames=5, mismatch="first_frames")
+
+
+@case("Load Camera Path", "images missing from the numbered frames", "images are missing: frame number(s) 2, 3")
+def _(box):
+    load_path(colmap_model(box, images=colmap_images(names=["f_1.png", "f_4.png", "f_5.png"])))
+
+
+@case("Load Camera Path", "cameras all looking one way with scale_reference = look_at", "look in (nearly) the same")
+def _(box):
+    dolly = "".join(f"{k + 1} 1 0 0 0 0 0 {-k} 1 frame_{k + 1}.png\n\n" for k in range(3))
+    load_path(colmap_model(box, images=dolly), reference="look_at")
+
+
+@case("Load Camera Path", "resize = stretch onto a clip of another aspect ratio", "square pixels")
+def _(box):
+    load_path(colmap_model(box), resize="stretch", images=frames(3, 32, 96))
+
+
+@case("Load Camera Path", "a principal point far from the image centre", "off the image centre")
+def _(box):
+    load_path(colmap_model(box, cameras="1 PINHOLE 96 64 60 60 70 32\n"))
+
+
+@case("Load Camera Path", "a transforms.json that is not valid JSON", "not valid JSON (line 1 column")
+def _(box):
+    load_path(transforms_file(box, '{"frames": [}'))
+
+
+@case("Load Camera Path", "a transforms.json frame without transform_matrix", "frames[1]: 'transform_matrix' is missing")
+def _(box):
+    load_path(transforms_file(box, {"camera_angle_x": 1.2, "frames": [{"transform_matrix": EYE}, {"file_path": "b"}]}))
+
+
+@case("Load Camera Path", "a transforms.json without a focal length", "no focal length")
+def _(box):
+    load_path(transforms_file(box, {"frames": [{"transform_matrix": EYE}]}), frames=1)
+
+
+@case("Load Camera Path", "a transform_matrix with scale", "is not a rotation plus translation")
+def _(box):
+    scaled = [[2.0, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1.0]]
+    load_path(transforms_file(box, {"camera_angle_x": 1.2, "frames": [{"transform_matrix": scaled}]}), frames=1)
+
+
+@case("Load Camera Path", "a JSON file that is no camera file", "neither a transforms.json")
+def _(box):
+    box.write("input/workflow.json", b'{"nodes": []}')
+    load_path("workflow.json")
+
+
+@case("Load Camera Path", "a saved path file of an unknown version", "path file version 7")
+def _(box):
+    box.write("input/old.camera_path.json", b'{"format": "inversedvs_camera_path", "version": 7, "frames": []}')
+    load_path("old.camera_path.json")
+
+
+@case("Load Camera Path", "a camera file name climbing out of the input folder with '..'", "contains '..'")
+def _(box):
+    load_path("../secret/images.txt")
+
+
+@case("Load Camera Path", "a camera file that is not in the input folder", "was not found in ComfyUI's input folder")
+def _(box):
+    load_path("gone/transforms.json")
+
+
+@accepted("Load Camera Path", "fewer cameras than frames with frame_mismatch = resample",
+          "Accepted: the file's path is spread over the clip; rotations are slerped and positions interpolated "
+          "between the two nearest cameras, and the first and last frames are the file's first and last cameras.")
+def _(box):
+    path, _ = load_path(colmap_model(box), frames=5, mismatch="resample")
+    assert path.frames == 5
+    centres = camera_centers(path.world_to_camera)
+    assert torch.allclose(centres[1], (centres[0] + centres[2]) / 2, atol=1e-9)
+
+
+@case("Save Camera Path", "something other than a camera path connected", "must come from Camera Trajectory or Load")
+def _(box):
+    SaveCameraPath().save({"frames": 3}, "InverseDVS/camera_path")
+
+
+@case("Save Camera Path", "filename_prefix climbing out of the output folder with '..'", "contains '..'")
+def _(box):
+    SaveCameraPath().save(CameraTrajectory().build("orbit right", "", 3, 1.0, 0, DEFAULT_FOV, 1.0)[0], "../escaped")
 
 
 # ----------------------------------------------------------------------------- the video model

@@ -89,12 +89,15 @@ def _panel(points2d: torch.Tensor, pivot2d: torch.Tensor, look2d: torch.Tensor, 
     return canvas
 
 
-def path_preview(path: CameraPath) -> torch.Tensor:
-    """Top and side views of ``path`` side by side: IMAGE [1, PANEL_SIZE, 2·PANEL_SIZE, 3] in 0..1."""
+def path_preview(path: CameraPath, pivot: torch.Tensor | None = None) -> torch.Tensor:
+    """Top and side views of ``path`` side by side: IMAGE [1, PANEL_SIZE, 2·PANEL_SIZE, 3] in 0..1.
+
+    ``pivot`` [3]: the point drawn red, in the path's world (default (0, 0, 1), the orbit pivot);
+    an imported path passes its scene centre."""
     w2c = path.world_to_camera
     centers = camera_centers(w2c)
     looks = w2c[:, 2, :3]  # the optical axis in world coordinates (third row of R)
-    pivot = torch.tensor([0.0, 0.0, 1.0], dtype=centers.dtype)
+    pivot = torch.tensor([0.0, 0.0, 1.0], dtype=centers.dtype) if pivot is None else pivot.to(centers.dtype)
     top = _panel(centers[:, [0, 2]], pivot[[0, 2]], looks[:, [0, 2]], path.anchor)
     side = _panel(torch.stack([centers[:, 2], -centers[:, 1]], -1), torch.stack([pivot[2], -pivot[1]]),
                   torch.stack([looks[:, 2], -looks[:, 1]], -1), path.anchor)
