@@ -426,7 +426,7 @@ def colmap_model(box, images: str | None = None, cameras: str | None = COLMAP_CA
     return f"{folder}/images.txt"
 
 
-def load_path(file: str, frames: int = 3, mismatch: str = "refuse", reference: str = "as_is", resize: str = "crop to fill",
+def load_path(file: str, frames: int = 3, mismatch: str = "refuse", reference: str = "as_is", resize: str = "crop_to_fill",
               images=None):
     return LoadCameraPath().load(file, frames, mismatch, 0, reference, 1.0, resize, images)
 
@@ -1000,7 +1000,7 @@ def _(box):
 
 @case("VAE Encode Video", "float frames in 0..255", "divide by 255")
 def _(box):
-    VAEEncode().encode(tiny_model(), torch.rand(TINY_FRAMES, TINY_H, TINY_W, 3) * 255, False)
+    VAEEncode().encode(tiny_model(), frames(TINY_FRAMES, TINY_H, TINY_W).round(decimals=2) * 255, False)
 
 
 @accepted("VAE Encode Video", "uint8 frames (0..255)",

@@ -285,7 +285,7 @@ def test_focal_lengths_follow_the_resize_mode():
     assert cio.clip_focal(lens, None, cio.CROP) == pytest.approx(100 / 160)
     with pytest.raises(InverseDVSError, match="stretch changed the aspect ratio"):
         cio.clip_focal(lens, (480, 720), cio.STRETCH)
-    assert cio.RESIZE_MODES == video.RESIZE_MODES
+    assert list(cio.RESIZE_MODES) == list(video.RESIZE_MODES)
 
 
 def test_zoom_follows_the_focal_lengths(folders):
