@@ -54,6 +54,18 @@ def check_range(value: float, lo: float, hi: float, name: str, node: str, *, lo_
     return value
 
 
+def check_whole_number(value, lo: int, hi: int, name: str, node: str, hint: str = "") -> int:
+    """``value`` a whole number in [lo, hi] (what an INT widget promises; API calls can send anything)."""
+    whole = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and int(value) == value
+    if not whole or not lo <= value <= hi:
+        raise InverseDVSError(
+            f"{node}: {name} = {value!r} is not allowed; it must be a whole number from {lo} to {hi}."
+            + (f" {hint}" if hint else "")
+        )
+    return int(value)
+
+
 def check_values_within(values, limit: float, name: str, node: str, hint: str = "") -> None:
     """Every value in ``values`` within [-limit, limit] (typed numbers that would blow up the maths)."""
     worst = max((abs(v) for v in values), default=0.0)
