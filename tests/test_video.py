@@ -120,3 +120,80 @@ def test_zero_frames_after_selection_is_refused(input_dir):
     _gradient_clip(input_dir / "short.mp4", frames=6)
     with pytest.raises(InverseDVSError, match="no frames left .* skip_first_frames = 10"):
         _load("short.mp4", skip=10)
+
+
+@pytest.mark.skipif(os.sep != "/", reason="':' and '\\' cannot be in a Windows file name")
+def test_names_with_colons_and_backslashes_are_listed_and_load(input_dir):
+    (input_dir / "shots").mkdir()
+    names = ["take 1: beach.mp4", "cut\\final.mp4", "shots/12:30:05.mov", "C:clip.mp4"]
+    for i, name in enumerate(names):
+        _gradient_clip(input_dir / name, frames=5 + i)
+    assert list_videos() == sorted(names)
+    for i, name in enumerate(names):
+        assert LoadVideo.VALIDATE_INPUTS(name) is True
+        images, _, count = _load(name, cap=0, width=0, height=0, trim=False)
+        assert count == 5 + i and images.shape[1:3] == (48, 64)
+
+
+def test_what_is_not_listed_is_refused_for_the_right_reason(input_dir, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere") / "private.mp4"
+    _gradient_clip(outside)
+    (input_dir / "link.mp4").symlink_to(outside)
+    _gradient_clip(input_dir / "fine.mp4")
+    (input_dir / os.fsdecode(b"caf\xe9.mp4")).write_bytes(outside.read_bytes())  # Latin-1 name, not UTF-8
+    (input_dir / "notes.txt").write_text("not a video")
+    assert list_videos() == ["fine.mp4"]
+    with pytest.raises(InverseDVSError, match="leads outside ComfyUI's input folder"):
+        _load("link.mp4")
+    with pytest.raises(InverseDVSError, match="'notes.txt' is not a video file"):
+        _load("notes.txt")
+
+
+def test_validate_inputs_leaves_comfyuis_own_checks_to_every_other_input():
+    """ComfyUI (execution.validate_inputs) skips its range and choice checks for exactly the inputs
+    that VALIDATE_INPUTS names (all of them when it takes **kwargs), and reports a failure once per
+    named input: it must name `video` alone."""
+    import inspect
+
+    spec = inspect.getfullargspec(LoadVideo.VALIDATE_INPUTS)
+    assert spec.varkw is None and spec.args == ["cls", "video"]
+    inputs = LoadVideo.INPUT_TYPES()["required"]
+    assert set(spec.args[1:]) < set(inputs)
+
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+VALIDATE_SCRIPT = """
+import asyncio, json, os, sys
+sys.argv = [sys.argv[0], "--cpu"]
+sys.path[:0] = [{comfyui!r}, {scripts!r}]
+import comfy.options
+comfy.options.enable_args_parsing()
+import execution, nodes
+from pack import load_pack
+pack = load_pack("inversedvs")
+from inversedvs.nodes.video import LoadVideo
+nodes.NODE_CLASS_MAPPINGS["InverseDVSLoadVideo"] = LoadVideo
+inputs = dict(video="missing.mp4", frame_load_cap=-5, skip_first_frames=0, select_every_nth=1, width=720,
+              height=99999, resize="sideways", trim_to_4k_plus_1=True)
+prompt = {{"1": {{"class_type": "InverseDVSLoadVideo", "inputs": inputs}}}}
+ok, errors, _ = asyncio.run(execution.validate_inputs("p", prompt, "1", {{}}))
+print(json.dumps([(e["type"], e["extra_info"].get("input_name")) for e in errors]))
+"""
+
+
+@pytest.mark.host
+@pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout (and run with its Python)")
+def test_comfyui_reports_each_bad_load_video_input_once_with_its_own_checks(input_dir):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import PACK_ROOT
+
+    script = VALIDATE_SCRIPT.format(comfyui=COMFYUI_DIR, scripts=os.path.join(PACK_ROOT, "scripts"))
+    result = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", script], cwd=COMFYUI_DIR,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    errors = sorted(map(tuple, json.loads(result.stdout.strip().splitlines()[-1])))
+    assert errors == [("custom_validation_failed", "video"), ("value_bigger_than_max", "height"),
+                      ("value_not_in_list", "resize"), ("value_smaller_than_min", "frame_load_cap")]
