@@ -149,3 +149,14 @@ class Progress:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI runs with --disable-metadata (saved files then carry no workflow)."""
+    if not IN_COMFYUI:
+        return False
+    try:
+        from comfy.cli_args import args  # type: ignore
+    except ImportError:
+        return False
+    return bool(getattr(args, "disable_metadata", False))

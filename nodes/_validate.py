@@ -335,11 +335,14 @@ def check_relative_name(name: str, what: str, node: str, folder: str = "ComfyUI'
     if "\x00" in name:
         raise InverseDVSError(f"{node}: {what} contains a NUL character; use plain letters, digits, '-', '_' and '/'.")
     drive, _ = ntpath.splitdrive(name)
-    if os.path.isabs(name) or ntpath.isabs(name) or drive or ":" in name:
+    if os.path.isabs(name) or ntpath.isabs(name) or drive:
         raise InverseDVSError(
             f"{node}: {what} '{name}' is an absolute path or names a drive; it must be relative to "
             f"{folder}."
         )
+    if ":" in name and os.name == "nt":
+        raise InverseDVSError(f"{node}: {what} '{name}' contains ':', which Windows does not allow in file names; "
+                              "use '-' instead.")
     parts = _parts(name)
     if ".." in parts:
         raise InverseDVSError(
