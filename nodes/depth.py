@@ -81,8 +81,9 @@ def check_depth_config(config: dict, path: str, node: str) -> None:
     """A relative Depth Anything config (model_type and estimation type), else a clear error."""
     model_type = config.get("model_type")
     if model_type != DEPTH_MODEL_TYPE:
+        kind = model_type or config.get("_class_name") or (config.get("architectures") or ["unknown"])[0]
         raise InverseDVSError(
-            f"{node}: {path} holds a '{model_type}' model, not Depth Anything. Pick a Depth Anything V2 folder "
+            f"{node}: {path} holds a '{kind}' model, not Depth Anything. Pick a Depth Anything V2 folder "
             "(e.g. depth-anything/Depth-Anything-V2-Small-hf) under models/inversedvs_depth/."
         )
     estimation = config.get("depth_estimation_type", RELATIVE_ESTIMATION)

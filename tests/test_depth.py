@@ -109,7 +109,7 @@ def _copy_of_tiny(models_root, tmp_path, monkeypatch, name="other"):
 @pytest.mark.parametrize("config, message", [
     ({"model_type": "cogvideox"}, r"holds a 'cogvideox' model, not Depth Anything"),
     ({"model_type": "zoedepth"}, r"holds a 'zoedepth' model, not Depth Anything"),
-    ({"architectures": ["T5EncoderModel"]}, r"holds a 'None' model, not Depth Anything"),
+    ({"architectures": ["T5EncoderModel"]}, r"holds a 'T5EncoderModel' model, not Depth Anything"),
     ({"model_type": "depth_anything", "depth_estimation_type": "metric"}, r"is a metric Depth Anything"),
 ])
 def test_a_folder_of_another_model_type_is_refused(models_root, monkeypatch, tmp_path, config, message):
