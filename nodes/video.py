@@ -228,7 +228,8 @@ def decode_video(path: str, skip_first: int, every_nth: int, cap: int, height: i
     held; a stream whose size changes mid-way is scaled frame by frame to the first frame's output
     size. Selection: skip ``skip_first``, then keep every ``every_nth``, at most ``cap`` (0 = all),
     counting frames in presentation order; fps is the stream's average rate over ``every_nth``.
-    Memory is checked from the container's frame count before the frames are decoded."""
+    Memory is checked from the container's frame count before any frame but the first (which gives
+    the shown size) is decoded."""
     import av
 
     name = os.path.basename(path)
