@@ -356,9 +356,12 @@ class LoadVideo:
         return digest.hexdigest()
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video):
+    def VALIDATE_INPUTS(cls, video=None):
         """The file check, in place of ComfyUI's choice check for ``video`` only (ComfyUI skips its own
-        checks exactly for the inputs named here, so every other input keeps its range/choice check)."""
+        checks exactly for the inputs named here, so every other input keeps its range/choice check).
+        A ``video`` wired from another node is not known yet (ComfyUI passes none): checked at run time."""
+        if video is None:
+            return True
         try:
             video_path(video, cls.DISPLAY_NAME)
         except InverseDVSError as err:

@@ -168,6 +168,7 @@ def test_validate_inputs_leaves_comfyuis_own_checks_to_every_other_input():
     assert spec.varkw is None and spec.args == ["cls", "video"]
     inputs = LoadVideo.INPUT_TYPES()["required"]
     assert set(spec.args[1:]) < set(inputs)
+    assert LoadVideo.VALIDATE_INPUTS() is True  # video wired from another node: ComfyUI passes no value yet
 
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
