@@ -286,6 +286,8 @@ def decode_video(path: str, skip_first: int, every_nth: int, cap: int, height: i
         )
     if trim_4k_plus_1:
         kept = trim_4k_plus_1_count(kept)
+    if 2 * kept < buffer.shape[0]:  # the container over-counted: give the unused frames back
+        return buffer[:kept].clone(), fps / every_nth
     return buffer[:kept], fps / every_nth
 
 

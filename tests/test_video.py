@@ -429,6 +429,18 @@ def test_a_container_without_a_frame_count_is_estimated_from_its_duration(input_
         assert video_node.frames_in_container(c.streams.video[0], c) == 6
 
 
+@pytest.mark.parametrize("claimed", [0, 2, 100])
+def test_a_container_that_miscounts_its_frames_still_loads_every_frame_compactly(input_dir, monkeypatch, claimed):
+    """0: unknown (a first buffer, doubled as needed), 2: under-counted (grown), 100: over-counted (trimmed)."""
+    write_clip(input_dir / "clip.mp4", frames=9)
+    expected = load("clip.mp4")[0]
+    monkeypatch.setattr(video_node, "frames_in_container", lambda stream, container: claimed)
+    monkeypatch.setattr(video_node, "UNKNOWN_COUNT_START", 4)
+    images, _, count = load("clip.mp4")
+    assert count == 9 and torch.equal(images, expected)
+    assert images.untyped_storage().nbytes() <= 2 * images.numel() * images.element_size()
+
+
 STREAMING_SCRIPT = """
 import json, resource, sys
 sys.path.insert(0, {scripts!r})
