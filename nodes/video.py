@@ -111,9 +111,10 @@ def orientation_from_matrix(matrix, name: str, node: str) -> Orientation:
         return Orientation(False, flip_rows=d < 0, flip_cols=a < 0)
     if straight <= RIGHT_ANGLE_TOLERANCE * crossed:
         return Orientation(True, flip_rows=b < 0, flip_cols=c < 0)
-    angle = math.degrees(math.atan2(b, a))
-    raise InverseDVSError(f"{node}: '{name}' asks to be shown rotated by {angle:.0f}°; only quarter turns are "
-                          "supported. Re-export the video upright.")
+    counter_clockwise = -math.degrees(math.atan2(b, a))
+    turn = "counter-clockwise" if counter_clockwise > 0 else "clockwise"
+    raise InverseDVSError(f"{node}: '{name}' asks to be shown turned {abs(counter_clockwise):.0f}° {turn}; only "
+                          "quarter turns are supported. Re-export the video upright.")
 
 
 def frame_orientation(frame, name: str, node: str) -> Orientation:

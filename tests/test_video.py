@@ -292,6 +292,23 @@ def test_a_portrait_phone_clip_loads_upright(input_dir):
     assert rows.min() > H // 2 - 2 and cols.min() > 3 * W // 4 - 2  # bottom right
 
 
+def test_a_display_matrix_that_is_no_quarter_turn_is_a_clear_error(input_dir):
+    import math
+
+    write_clip(input_dir / "tilted.mp4")
+    one = 1 << 16
+    c, s = round(one * math.cos(math.radians(45))), round(one * math.sin(math.radians(45)))
+    with av.open(str(input_dir / "tilted.mp4")) as src, av.open(str(input_dir / "tilted45.mp4"), "w") as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        out.set_display_matrix([c, -s, 0, s, c, 0, 0, 0, 1 << 30])
+        for p in src.demux(src.streams.video[0]):
+            if p.dts is not None:
+                p.stream = out
+                dst.mux(p)
+    with pytest.raises(InverseDVSError, match=r"'tilted45.mp4' asks to be shown turned 45° counter-clockwise; only quarter"):
+        load("tilted45.mp4")
+
+
 def test_a_rotated_clip_is_resized_after_turning(input_dir):
     write_clip(input_dir / "portrait.mp4", rotation=-90)
     images, _, _ = load("portrait.mp4", width=24, height=32, resize="stretch")
