@@ -9,9 +9,12 @@ interrupts are no-ops.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
+
+LOG = logging.getLogger(__name__)
 
 try:  # ComfyUI present
     import folder_paths  # type: ignore
@@ -106,17 +109,37 @@ def input_directory() -> str:
     return _fallback_dir("INVERSEDVS_INPUT_DIR", "input")
 
 
+def input_files(keep) -> dict[str, str]:
+    """{name: real path} of the files in the input folder whose lower-case name passes ``keep(name)``:
+    names relative to the folder with '/' separators, sub-folders included, any character the file
+    system allows (':' and '\\' too). Left out, with a line in the log: names that are not valid UTF-8
+    (the browser cannot send them back) and links that lead outside the folder."""
+    root = os.path.realpath(input_directory())
+    found = {}
+    if not os.path.isdir(root):
+        return found
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if not keep(f.lower()):
+                continue
+            path = os.path.join(dirpath, f)
+            name = os.path.relpath(path, root).replace(os.sep, "/")
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                LOG.warning("InverseDVS: skipping %r in the input folder: its name is not valid UTF-8; rename it.", name)
+                continue
+            real = os.path.realpath(path)
+            if os.path.commonpath([root, real]) != root:
+                LOG.warning("InverseDVS: skipping '%s' in the input folder: it links outside the folder.", name)
+                continue
+            found[name] = real
+    return found
+
+
 def list_input_files(keep) -> list[str]:
-    """Files in the input folder whose lower-case name passes ``keep(name)``: sorted names relative to
-    the folder with '/' separators, sub-folders included."""
-    root = input_directory()
-    names = []
-    if os.path.isdir(root):
-        for dirpath, _, files in os.walk(root):
-            for f in files:
-                if keep(f.lower()):
-                    names.append(os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/"))
-    return sorted(names)
+    """Sorted names of ``input_files(keep)`` (what a file dropdown lists)."""
+    return sorted(input_files(keep))
 
 
 def output_directory() -> str:
@@ -162,3 +185,14 @@ class Progress:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
+
+
+def metadata_disabled() -> bool:
+    """True when ComfyUI runs with --disable-metadata (saved files then carry no workflow)."""
+    if not IN_COMFYUI:
+        return False
+    try:
+        from comfy.cli_args import args  # type: ignore
+    except ImportError:
+        return False
+    return bool(getattr(args, "disable_metadata", False))

@@ -59,6 +59,18 @@ def check_range(value: float, lo: float, hi: float, name: str, node: str, *, lo_
     return value
 
 
+def check_whole_number(value, lo: int, hi: int, name: str, node: str, hint: str = "") -> int:
+    """``value`` a whole number in [lo, hi] (what an INT widget promises; API calls can send anything)."""
+    whole = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and int(value) == value
+    if not whole or not lo <= value <= hi:
+        raise InverseDVSError(
+            f"{node}: {name} = {value!r} is not allowed; it must be a whole number from {lo} to {hi}."
+            + (f" {hint}" if hint else "")
+        )
+    return int(value)
+
+
 def check_values_within(values, limit: float, name: str, node: str, hint: str = "") -> None:
     """Every value in ``values`` within [-limit, limit] (typed numbers that would blow up the maths)."""
     worst = max((abs(v) for v in values), default=0.0)
@@ -376,11 +388,14 @@ def check_relative_name(name: str, what: str, node: str, folder: str = "ComfyUI'
     if "\x00" in name:
         raise InverseDVSError(f"{node}: {what} contains a NUL character; use plain letters, digits, '-', '_' and '/'.")
     drive, _ = ntpath.splitdrive(name)
-    if os.path.isabs(name) or ntpath.isabs(name) or drive or ":" in name:
+    if os.path.isabs(name) or ntpath.isabs(name) or drive:
         raise InverseDVSError(
             f"{node}: {what} '{name}' is an absolute path or names a drive; it must be relative to "
             f"{folder}."
         )
+    if ":" in name and os.name == "nt":
+        raise InverseDVSError(f"{node}: {what} '{name}' contains ':', which Windows does not allow in file names; "
+                              "use '-' instead.")
     parts = _parts(name)
     if ".." in parts:
         raise InverseDVSError(
@@ -404,9 +419,13 @@ def join_inside(root: str, name: str, what: str, node: str, folder: str = "Comfy
     return path
 
 
-def input_file(name: str, what: str, node: str, hint: str = "Copy it there.") -> str:
-    """Absolute path of file ``name`` in ComfyUI's input folder, refusing names that leave the folder
-    or do not exist (``hint`` says how to get it there)."""
+def input_file(name: str, what: str, node: str, hint: str = "Copy it there.", keep=None) -> str:
+    """Absolute path of file ``name`` in ComfyUI's input folder: a name the dropdown lists
+    (``_host.input_files(keep)``) as is, whatever its characters; any other name only inside the
+    folder and existing (``hint`` says how to get it there)."""
+    listed = _host.input_files(keep).get(name) if keep is not None and isinstance(name, str) else None
+    if listed is not None:
+        return listed
     root = _host.input_directory()
     path = join_inside(root, name, what, node, "ComfyUI's input folder")
     if not os.path.isfile(path):

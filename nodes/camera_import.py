@@ -98,7 +98,7 @@ class LoadCameraPath:
 
     @classmethod
     def _paths(cls, file, node):
-        path = _validate.input_file(file, "camera file", node)
+        path = _validate.input_file(file, "camera file", node, keep=is_camera_file)
         folder, name = os.path.split(path)
         for cameras_name, images_name in cio.COLMAP_FILES.values():
             if name.lower() == images_name:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 
 import torch
@@ -26,6 +27,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_BATCH = 8
 ALIGNMENTS = Choices.for_names(dep.ALIGN_MODES)  # running, first_frame, off
+MAX_BATCH = 256
+MAX_INPUT_SIZE = 2044
+# transformers' model_type of Depth Anything (V1 and V2); its "relative" variants predict disparity
+# (white = near), which is what this node promises, the "metric" ones predict distances.
+DEPTH_MODEL_TYPE = "depth_anything"
+RELATIVE_ESTIMATION = "relative"
+MAX_QUOTED_ERROR = 200  # characters of a library's own message quoted in ours
+LOG = logging.getLogger(__name__)
 
 
 def _folders() -> list[str]:
@@ -53,17 +62,70 @@ def check_depth_folder(name: str, node: str) -> str:
                               "(only safetensors weights are loaded).")
     for w in weights:
         _validate.check_safetensors_file(w, "depth weights", node)
+    check_depth_config(_read_json(os.path.join(path, "config.json"), node), path, node)
     return path
 
 
-def normalization(folder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) of the folder's preprocessor_config.json, ImageNet's when absent."""
+def _read_json(path: str, node: str) -> dict:
+    """The JSON object in ``path``, or a clear error naming the file."""
     try:
-        with open(os.path.join(folder, "preprocessor_config.json")) as f:
-            cfg = json.load(f)
-        return tuple(cfg.get("image_mean", IMAGENET_MEAN)), tuple(cfg.get("image_std", IMAGENET_STD))
-    except (OSError, ValueError):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InverseDVSError(f"{node}: {path} could not be read as JSON ({str(err)[:MAX_QUOTED_ERROR]}). The model "
+                              "folder is damaged; download it again.") from None
+    if not isinstance(data, dict):
+        raise InverseDVSError(f"{node}: {path} holds no JSON object; the model folder is damaged, download it again.")
+    return data
+
+
+def check_depth_config(config: dict, path: str, node: str) -> None:
+    """A relative Depth Anything config (model_type and estimation type), else a clear error."""
+    model_type = config.get("model_type")
+    if model_type != DEPTH_MODEL_TYPE:
+        kind = model_type or config.get("_class_name") or (config.get("architectures") or ["unknown"])[0]
+        raise InverseDVSError(
+            f"{node}: {path} holds a '{kind}' model, not Depth Anything. Pick a Depth Anything V2 folder "
+            "(e.g. depth-anything/Depth-Anything-V2-Small-hf) under models/inversedvs_depth/."
+        )
+    estimation = config.get("depth_estimation_type", RELATIVE_ESTIMATION)
+    if estimation != RELATIVE_ESTIMATION:
+        raise InverseDVSError(
+            f"{node}: {path} is a {estimation} Depth Anything (it predicts distances, not white = near); use a "
+            "relative one such as Depth-Anything-V2-Small-hf."
+        )
+
+
+def normalization(folder: str, node: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of the folder's preprocessor_config.json, ImageNet's when it has none."""
+    path = os.path.join(folder, "preprocessor_config.json")
+    if not os.path.isfile(path):
         return IMAGENET_MEAN, IMAGENET_STD
+    cfg = _read_json(path, node)
+    mean, std = cfg.get("image_mean", IMAGENET_MEAN), cfg.get("image_std", IMAGENET_STD)
+
+    def three_numbers(values, positive):
+        return (isinstance(values, (list, tuple)) and len(values) == 3
+                and all(isinstance(v, (int, float)) and (v > 0 if positive else True) for v in values))
+    if not (three_numbers(mean, False) and three_numbers(std, True)):
+        raise InverseDVSError(f"{node}: {path} must give image_mean and image_std as 3 numbers each (std > 0); "
+                              "the folder is damaged, download it again.")
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def load_depth_network(folder: str, device, dtype, node: str):
+    """The Depth Anything network of ``folder`` on ``device`` in eval mode, or a clear error."""
+    from transformers import AutoModelForDepthEstimation
+
+    try:
+        net = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, use_safetensors=True,
+                                                          dtype=dtype)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        LOG.warning("%s: loading %s failed: %s", node, folder, err)
+        raise InverseDVSError(f"{node}: the depth model in {folder} could not be loaded: its weights do not fit its "
+                              "config.json, or a file is incomplete (the log has the details). Download the folder "
+                              "again.") from None
+    return net.to(device).eval()
 
 
 def network_size(height: int, width: int, input_size: int) -> tuple[int, int]:
@@ -114,32 +176,33 @@ class DepthEstimate:
                     "tooltip": "Fit every frame's scale and shift to a reference so the depth does not flicker: "
                                "running = an average of the frames before (follows slow changes), first_frame = "
                                "frame 0, off = raw per-frame output."}),
-                "input_size": ("INT", {"default": DEFAULT_INPUT_SIZE, "min": PATCH, "max": 2044, "step": PATCH,
+                "input_size": ("INT", {"default": DEFAULT_INPUT_SIZE, "min": PATCH, "max": MAX_INPUT_SIZE, "step": PATCH,
                                        "tooltip": "Shorter side of the network input in pixels (multiple of 14); "
                                                   "518 is what Depth Anything V2 was trained at."}),
-                "batch_size": ("INT", {"default": DEFAULT_BATCH, "min": 1, "max": 256,
+                "batch_size": ("INT", {"default": DEFAULT_BATCH, "min": 1, "max": MAX_BATCH,
                                        "tooltip": "Frames per network pass (lower it if memory runs out)."}),
             },
         }
 
     def estimate(self, images, model, temporal_alignment, input_size, batch_size):
-        from transformers import AutoModelForDepthEstimation
-
         node = self.DISPLAY_NAME
         images = _validate.check_image(images, "images", node)
         if temporal_alignment not in ALIGNMENTS:
             raise InverseDVSError(f"{node}: temporal_alignment '{temporal_alignment}' is unknown; use one of "
                                   f"{', '.join(ALIGNMENTS)}.")
+        input_size = _validate.check_whole_number(input_size, PATCH, MAX_INPUT_SIZE, "input_size", node,
+                                                  hint=f"{DEFAULT_INPUT_SIZE} is what Depth Anything V2 was trained at.")
+        batch_size = _validate.check_whole_number(batch_size, 1, MAX_BATCH, "batch_size", node,
+                                                  hint="It is how many frames go through the network at once.")
         folder = check_depth_folder(model, node)
+        mean, std = normalization(folder, node)
         device = _host.torch_device()
         dtype = torch.float16 if device.type == "cuda" else torch.float32
-        net = AutoModelForDepthEstimation.from_pretrained(folder, local_files_only=True, use_safetensors=True,
-                                                          dtype=dtype).to(device).eval()
-        mean, std = normalization(folder)
+        net = load_depth_network(folder, device, dtype, node)
         try:
             with _validate.out_of_memory_as_error(node, "estimating depth", "a lower batch_size on this node",
                                                   device=device):
-                raw = estimate_disparity(net, images, int(input_size), int(batch_size), mean, std, device, dtype,
+                raw = estimate_disparity(net, images, input_size, batch_size, mean, std, device, dtype,
                                          _host.Progress(images.shape[0]))
         finally:
             del net

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
+import uuid
 
 import torch
 
@@ -18,7 +18,16 @@ VIDEO_CODECS = ("libx264", "mpeg4")
 PIXEL_FORMAT = "yuv420p"  # needs even width and height
 DEFAULT_FPS = 8.0  # CogVideoX clips are 49 frames at 8 fps
 DEFAULT_CRF = 19
+MAX_CRF = 51
 MAX_COUNTER_TRIES = 1000
+DEFAULT_PREFIX = "InverseDVS/video"
+DEFAULT_NAME = "video"  # the file name under a prefix that ends in '/' (a folder)
+COUNTER_SUFFIX = f"_00000_.{VIDEO_EXTENSION}"  # what the counter adds to a name (5 digits, more past 99999)
+NAME_MAX_BYTES = 255  # longest file name most file systems take (ext4, APFS, NTFS), when the OS does not say
+PATH_MAX_BYTES = 4096
+# faststart: the index goes before the frames, so browsers (ComfyUI's preview) can start playing at
+# once; use_metadata_tags: free-form keys (prompt, workflow) are written, so ComfyUI restores the graph.
+MP4_FLAGS = "+faststart+use_metadata_tags"
 
 
 def _next_counter(folder: str, name: str) -> int:
@@ -67,8 +76,7 @@ def write_mp4(path: str, images: torch.Tensor, fps: float, crf: int = DEFAULT_CR
 
     height = images.shape[1] + images.shape[1] % 2
     width = images.shape[2] + images.shape[2] % 2
-    # faststart: the index goes before the frames, so browsers (ComfyUI's preview) can start playing at once
-    with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+    with av.open(path, mode="w", format="mp4", options={"movflags": MP4_FLAGS}) as container:
         for key, value in (metadata or {}).items():
             container.metadata[key] = value
         stream = _open_stream(container, fps, width, height, crf)
@@ -102,18 +110,79 @@ def _claim(temporary: str, folder: str, name: str, extension: str = VIDEO_EXTENS
 def write_new_file(filename_prefix: str, extension: str, node: str, write) -> tuple[str, str]:
     """Write ``<filename_prefix>_NNNNN_.<extension>`` inside ComfyUI's output folder with
     ``write(path)``: into a hidden temporary file first, given its final name only when complete,
-    never replacing an existing file. Returns (the final path, the output folder)."""
+    never replacing an existing file. The prefix is checked by ``save_target``. Returns (the final
+    path, the output folder)."""
     root = _host.output_directory()
-    target = _validate.join_inside(root, filename_prefix, "filename_prefix", node, "ComfyUI's output folder")
-    folder, name = os.path.dirname(target), os.path.basename(target)
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
+    folder, name = save_target(root, filename_prefix, node)
+    temporary = os.path.join(folder, f".inversedvs-{os.getpid()}-{uuid.uuid4().hex[:12]}.partial")
     try:
         write(temporary)
         return _claim(temporary, folder, name, extension, node), root
+    except OSError as err:
+        raise InverseDVSError(f"{node}: the file could not be written to {folder} ({err.strerror or err}). "
+                              "Check the free disk space and that the output folder is writable.") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _name_limit(folder: str, key: str, default: int) -> int:
+    try:
+        return int(os.pathconf(folder, key))
+    except (AttributeError, OSError, ValueError):  # Windows has no pathconf
+        return default
+
+
+def save_target(root: str, prefix: str, node: str) -> tuple[str, str]:
+    """(folder, name) for ``prefix`` inside ``root`` (ComfyUI's output folder): '/' makes sub-folders, a
+    prefix ending in '/' saves as DEFAULT_NAME inside that folder. Refuses, with the reason, prefixes
+    that leave the folder, parts too long for a file name, and folder parts that are existing files."""
+    parts = _validate.check_relative_name(prefix, "filename_prefix", node, "ComfyUI's output folder")
+    if prefix.rstrip().endswith(("/", "\\")):
+        parts.append(DEFAULT_NAME)
+    real_root = os.path.realpath(root)
+    name_max = _name_limit(real_root if os.path.isdir(real_root) else os.path.dirname(real_root), "PC_NAME_MAX",
+                           NAME_MAX_BYTES)
+    for i, part in enumerate(parts):
+        budget = name_max - (len(COUNTER_SUFFIX) if i == len(parts) - 1 else 0)
+        if len(os.fsencode(part)) > budget:
+            raise InverseDVSError(
+                f"{node}: filename_prefix part '{part[:40]}…' is {len(os.fsencode(part))} bytes long, but a "
+                f"{'file' if i == len(parts) - 1 else 'folder'} name can hold at most {budget} here"
+                f"{' (the counter and .mp4 take the rest)' if i == len(parts) - 1 else ''}. Shorten it."
+            )
+    target = _validate.join_inside(root, "/".join(parts), "filename_prefix", node, "ComfyUI's output folder")
+    if len(os.fsencode(target)) + len(COUNTER_SUFFIX) > _name_limit(real_root, "PC_PATH_MAX", PATH_MAX_BYTES):
+        raise InverseDVSError(f"{node}: filename_prefix '{prefix[:40]}…' makes a path too long for the file system; "
+                              "use fewer or shorter folder names.")
+    folder = os.path.dirname(target)
+    walked = real_root
+    for part in parts[:-1]:
+        walked = os.path.join(walked, part)
+        if os.path.exists(walked) and not os.path.isdir(walked):
+            shown = os.path.relpath(walked, real_root).replace(os.sep, "/")
+            raise InverseDVSError(
+                f"{node}: filename_prefix '{prefix}' puts the video inside '{shown}', which is an existing file in "
+                "the output folder, not a folder. Choose another folder name."
+            )
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise InverseDVSError(f"{node}: could not create the folder for filename_prefix '{prefix}' in the output "
+                              f"folder ({err.strerror or err}). Check that the output folder is writable.") from None
+    return folder, os.path.basename(target)
+
+
+def workflow_metadata(prompt, extra_pnginfo) -> dict[str, str]:
+    """Container tags that let ComfyUI restore the graph from the file, as core's Save Video writes
+    them: 'prompt' (the API graph) and each EXTRA_PNGINFO entry (the UI 'workflow'), as JSON text.
+    Empty when ComfyUI runs with --disable-metadata."""
+    if _host.metadata_disabled():
+        return {}
+    metadata = {key: json.dumps(value) for key, value in (extra_pnginfo or {}).items()}
+    if prompt is not None:
+        metadata["prompt"] = json.dumps(prompt)
+    return metadata
 
 
 class SaveVideo:
@@ -133,12 +202,14 @@ class SaveVideo:
                 "images": ("IMAGE", {"tooltip": "Frames to save, in order (a video is a batch of frames)."}),
                 "fps": ("FLOAT", {"default": DEFAULT_FPS, "min": 1.0, "max": 120.0, "step": 1.0,
                                   "tooltip": "Frames per second of the saved video (CogVideoX clips play at 8)."}),
-                "filename_prefix": ("STRING", {"default": "InverseDVS/video",
-                                               "tooltip": "Name inside ComfyUI's output folder; '/' makes sub-folders. "
-                                                          "A counter is appended, nothing is overwritten."}),
+                "filename_prefix": ("STRING", {"default": DEFAULT_PREFIX,
+                                               "tooltip": "Name inside ComfyUI's output folder; '/' makes sub-folders "
+                                                          f"(ending in '/' saves as '{DEFAULT_NAME}' in that folder). A "
+                                                          "counter is appended, nothing is overwritten. The workflow "
+                                                          "is stored in the file: drop it on ComfyUI to get it back."}),
             },
             "optional": {
-                "crf": ("INT", {"default": DEFAULT_CRF, "min": 0, "max": 51,
+                "crf": ("INT", {"default": DEFAULT_CRF, "min": 0, "max": MAX_CRF,
                                 "tooltip": "H.264 quality: lower is better and bigger (0 = lossless, 19 is visually clean)."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
@@ -148,13 +219,9 @@ class SaveVideo:
         node = "Save Video"
         images = _validate.check_image(images, "images", node)
         _validate.check_range(fps, 1.0, 120.0, "fps", node)
-        metadata = {}
-        if prompt is not None:
-            metadata["prompt"] = json.dumps(prompt)
-        for key, value in (extra_pnginfo or {}).items():
-            metadata[key] = json.dumps(value)
+        crf = _validate.check_whole_number(crf, 0, MAX_CRF, "crf", node)
         final, root = write_new_file(filename_prefix, VIDEO_EXTENSION, node, lambda path: write_mp4(
-            path, images, fps, crf, metadata, _host.Progress(images.shape[0])))
+            path, images, fps, crf, workflow_metadata(prompt, extra_pnginfo), _host.Progress(images.shape[0])))
         folder = os.path.dirname(final)
         subfolder = os.path.relpath(folder, os.path.realpath(root))
         subfolder = "" if subfolder == "." else subfolder.replace(os.sep, "/")

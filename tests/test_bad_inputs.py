@@ -210,6 +210,17 @@ def _(box):
     SaveVideo().save(frames(), 0.0, "InverseDVS/video")
 
 
+@case("Save Video", "a 300-character filename_prefix", "is 300 bytes long")
+def _(box):
+    SaveVideo().save(frames(), 8.0, "InverseDVS/" + "take" * 75)
+
+
+@case("Save Video", "a filename_prefix whose folder part is an existing file", "which is an existing file")
+def _(box):
+    box.write("output/renders", b"an earlier render without an extension")
+    SaveVideo().save(frames(), 8.0, "renders/video")
+
+
 
 # ----------------------------------------------------------------------------- geometry
 
@@ -318,6 +329,44 @@ def _(box):
     box.write("models/inversedvs_depth/depth-renamed/config.json", b"{}")
     torch.save({"w": torch.zeros(1)}, os.path.join(folder, "model.safetensors"))
     DepthEstimate().estimate(frames(), "depth-renamed", "running", 518, 8)
+
+
+@case("Depth Estimate", "batch_size of 0 (typed in the API)", "batch_size = 0 is not allowed")
+def _(box):
+    DepthEstimate().estimate(frames(), "Depth-Anything-V2-Small-hf", "running", 518, 0)
+
+
+def depth_folder_with_config(box, name: str, config: bytes) -> str:
+    """A depth folder ``name`` holding ``config`` as config.json and a valid (empty) safetensors file."""
+    from safetensors.torch import save_file
+
+    folder = box.path("models", "inversedvs_depth", name)
+    os.makedirs(folder)
+    box.write(f"models/inversedvs_depth/{name}/config.json", config)
+    save_file({"w": torch.zeros(1)}, os.path.join(folder, "model.safetensors"))
+    return name
+
+
+@case("Depth Estimate", "a depth model folder of another model type (a CogVideoX transformer)", "not Depth Anything")
+def _(box):
+    name = depth_folder_with_config(box, "transformer", b'{"_class_name": "CogVideoXTransformer3DModel"}')
+    DepthEstimate().estimate(frames(), name, "running", 518, 8)
+
+
+@case("Depth Estimate", "a metric Depth Anything folder (predicts distances)", "is a metric Depth Anything")
+def _(box):
+    name = depth_folder_with_config(box, "metric", b'{"model_type": "depth_anything", "depth_estimation_type": "metric"}')
+    DepthEstimate().estimate(frames(), name, "running", 518, 8)
+
+
+@case("Depth Estimate", "an empty config.json in the depth folder", "could not be read as JSON")
+def _(box):
+    DepthEstimate().estimate(frames(), depth_folder_with_config(box, "empty-config", b""), "running", 518, 8)
+
+
+@case("Camera Trajectory", "a keyframe line of 20 000 values", "at most 10000 keyframes")
+def _(box):
+    keyframes("0 1\n" + " ".join(["0.5"] * 20000) + "\n0 0")
 
 
 @case("Camera Trajectory", "empty keyframe text", "the keyframe text is empty")

@@ -80,3 +80,67 @@ def test_a_folder_without_safetensors_is_refused(models_root, monkeypatch, tmp_p
     os.rename(folder / "pytorch_model.bin", folder / "model.safetensors")
     with pytest.raises(InverseDVSError, match="not in safetensors format"):
         DepthEstimate().estimate(_frames(), "pickled", dep.ALIGN_OFF, INPUT_SIZE, 2)
+
+
+@pytest.mark.parametrize("batch_size, input_size, message", [
+    (0, INPUT_SIZE, r"batch_size = 0 is not allowed; it must be a whole number from 1 to 256"),
+    (-3, INPUT_SIZE, r"batch_size = -3 is not allowed"),
+    (2.5, INPUT_SIZE, r"batch_size = 2.5 is not allowed"),
+    (10**6, INPUT_SIZE, r"batch_size = 1000000 is not allowed"),
+    (2, 0, r"input_size = 0 is not allowed; it must be a whole number from 14 to 2044"),
+    (2, float("nan"), r"input_size = nan is not allowed"),
+])
+def test_out_of_range_numbers_are_refused_before_the_model_loads(models, monkeypatch, batch_size, input_size,
+                                                                  message):
+    monkeypatch.setattr(depth_node, "load_depth_network", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(InverseDVSError, match=message):
+        DepthEstimate().estimate(_frames(), TINY_DEPTH_FOLDER, dep.ALIGN_OFF, input_size, batch_size)
+
+
+def _copy_of_tiny(models_root, tmp_path, monkeypatch, name="other"):
+    import shutil
+
+    folder = tmp_path / "inversedvs_depth" / name
+    shutil.copytree(models_root / "inversedvs_depth" / TINY_DEPTH_FOLDER, folder)
+    monkeypatch.setenv("INVERSEDVS_MODELS_DIR", str(tmp_path))
+    return folder
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"model_type": "cogvideox"}, r"holds a 'cogvideox' model, not Depth Anything"),
+    ({"model_type": "zoedepth"}, r"holds a 'zoedepth' model, not Depth Anything"),
+    ({"architectures": ["T5EncoderModel"]}, r"holds a 'T5EncoderModel' model, not Depth Anything"),
+    ({"model_type": "depth_anything", "depth_estimation_type": "metric"}, r"is a metric Depth Anything"),
+])
+def test_a_folder_of_another_model_type_is_refused(models_root, monkeypatch, tmp_path, config, message):
+    import json
+
+    folder = _copy_of_tiny(models_root, tmp_path, monkeypatch)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InverseDVSError, match=message):
+        DepthEstimate().estimate(_frames(), "other", dep.ALIGN_OFF, INPUT_SIZE, 2)
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("config.json", "", r"config.json could not be read as JSON"),
+    ("config.json", "[1, 2]", r"config.json holds no JSON object"),
+    ("preprocessor_config.json", '{"image_mean": [0.5, 0.5], "image_std": [1, 1, 1]}',
+     r"image_mean and image_std as 3 numbers"),
+    ("preprocessor_config.json", '{"image_std": [0, 1, 1]}', r"image_mean and image_std as 3 numbers"),
+])
+def test_damaged_json_files_name_the_file(models_root, monkeypatch, tmp_path, file, content, message):
+    folder = _copy_of_tiny(models_root, tmp_path, monkeypatch)
+    (folder / file).write_text(content)
+    with pytest.raises(InverseDVSError, match=message):
+        DepthEstimate().estimate(_frames(), "other", dep.ALIGN_OFF, INPUT_SIZE, 2)
+
+
+def test_weights_that_do_not_fit_the_config_are_a_clear_error(models_root, monkeypatch, tmp_path):
+    import json
+
+    folder = _copy_of_tiny(models_root, tmp_path, monkeypatch)
+    config = json.loads((folder / "config.json").read_text())
+    config["backbone_config"]["hidden_size"] = 64  # the saved weights are 32 wide
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InverseDVSError, match=r"could not be loaded: its weights do not fit its config.json"):
+        DepthEstimate().estimate(_frames(), "other", dep.ALIGN_OFF, INPUT_SIZE, 2)

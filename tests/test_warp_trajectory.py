@@ -203,3 +203,43 @@ def test_field_of_view_sets_the_focal_length_at_any_resolution():
     K_small = cam.intrinsics(480, 720, cam.DEFAULT_FOV_X_DEG)[0]
     assert float(K_small[0, 0]) == pytest.approx(cam.REFERENCE_FOCAL_PX * 720 / 1024)
     assert float(K_small[0, 2]) == pytest.approx(359.5) and float(K_small[1, 2]) == pytest.approx(239.5)
+
+
+def test_the_linear_time_spline_agrees_with_scipy_at_every_length():
+    scipy_interpolate = pytest.importorskip("scipy.interpolate")
+    import numpy as np
+
+    for n in (4, 5, 6, 9, 64, 1001):
+        values = np.random.default_rng(n).normal(size=n)
+        x, x_new = np.linspace(0, 1, n), np.linspace(0, 1, FRAMES)
+        expected = torch.from_numpy(scipy_interpolate.CubicSpline(x, values)(x_new))
+        assert torch.allclose(traj.interpolate_keyframes(values.tolist(), FRAMES), expected, atol=1e-10), n
+
+
+def test_the_tridiagonal_solver_matches_a_dense_solve_batched():
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 2, 3, 8, 37):
+        lower, upper, rhs = (torch.rand(4, n, generator=g, dtype=torch.float64) for _ in range(3))
+        diag = 3 + torch.rand(4, n, generator=g, dtype=torch.float64)
+        dense = torch.diag_embed(diag) + torch.diag_embed(lower[:, 1:], -1) + torch.diag_embed(upper[:, :-1], 1)
+        expected = torch.linalg.solve(dense, rhs[..., None])[..., 0]
+        assert torch.allclose(traj.solve_tridiagonal(lower, diag, upper, rhs), expected, atol=1e-12), n
+
+
+def test_three_lines_of_ten_thousand_keyframes_build_a_path_in_well_under_a_second():
+    import time
+
+    g = torch.Generator().manual_seed(3)
+    lines = [" ".join(f"{v:.4f}" for v in (torch.randn(traj.MAX_KEYFRAMES, generator=g) * s).tolist())
+             for s in (10.0, 10.0, 0.1)]
+    start = time.perf_counter()
+    path = traj.camera_path(traj.parse_keyframes("\n".join(lines)), FRAMES)
+    elapsed = time.perf_counter() - start
+    assert path.world_to_camera.shape == (FRAMES, 4, 4) and torch.isfinite(path.world_to_camera).all()
+    assert elapsed < 0.5, f"{elapsed:.2f} s"
+
+
+def test_more_keyframes_than_the_bound_are_refused_naming_the_line():
+    text = "0 1\n" + " ".join(["1"] * (traj.MAX_KEYFRAMES + 1)) + "\n0 0"
+    with pytest.raises(InverseDVSError, match=r"line 2 \(azimuth φ \(degrees\)\) has 10001 values; at most 10000"):
+        traj.parse_keyframes(text)

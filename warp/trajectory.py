@@ -14,12 +14,16 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import InverseDVSError
 from .camera import DEFAULT_FOV_X_DEG, POSE_DTYPE, CameraPath, orbit_world_to_camera
 
 KEYFRAME_LINES = ("elevation θ (degrees)", "azimuth φ (degrees)", "radius offset r (× orbit radius)")
 MIN_KEYFRAMES = 2
+# More keyframes than this on one line is no camera move anyone types; the bound keeps parsing and
+# the spline solve (linear in the count) within a fraction of a second.
+MAX_KEYFRAMES = 10_000
 # A list with more keyframes than this is interpolated with a cubic spline, otherwise linearly.
 LINEAR_MAX_KEYFRAMES = 3
 COMMENT = "#"
@@ -67,7 +71,7 @@ def parse_keyframes(text: str, source: str = "keyframes") -> Keyframes:
     """Parse the reference's 3-line keyframe text (θ, φ, r) into Keyframes.
 
     Raises InverseDVSError naming the line for: no text, a missing line, extra lines, a word that
-    is not a number, or a line with fewer than 2 values. ``source`` names the text in messages.
+    is not a number, or a line with fewer than 2 or more than MAX_KEYFRAMES values. ``source`` names the text in messages.
     """
     if not isinstance(text, str) or not text.strip():
         raise InverseDVSError(
@@ -90,6 +94,11 @@ def parse_keyframes(text: str, source: str = "keyframes") -> Keyframes:
         )
     lists = []
     for (line_no, words), what in zip(lines, KEYFRAME_LINES):
+        if len(words) > MAX_KEYFRAMES:
+            raise InverseDVSError(
+                f"{source}: line {line_no} ({what}) has {len(words)} values; at most {MAX_KEYFRAMES} keyframes "
+                "are read per line. A camera move needs a few dozen at most; thin the list out."
+            )
         values = tuple(_parse_number(w, line_no, what, source) for w in words)
         if len(values) < MIN_KEYFRAMES:
             raise InverseDVSError(
@@ -108,34 +117,76 @@ def format_keyframes(keys: Keyframes) -> str:
 # ----------------------------------------------------------------------------- interpolation
 
 
-def cubic_spline_second_derivatives(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Second derivatives M [n] at the knots of the not-a-knot cubic spline through (x, y), n >= 4.
+def solve_tridiagonal(lower: torch.Tensor, diag: torch.Tensor, upper: torch.Tensor,
+                      rhs: torch.Tensor) -> torch.Tensor:
+    """x [..., n] with lower[i]·x[i-1] + diag[i]·x[i] + upper[i]·x[i+1] = rhs[i] (all [..., n]).
 
-    Interior knots: continuity of the first derivative,
-      h[i-1]·M[i-1] + 2(h[i-1]+h[i])·M[i] + h[i]·M[i+1] = 6((y[i+1]-y[i])/h[i] - (y[i]-y[i-1])/h[i-1]);
-    ends (not-a-knot): the third derivative is continuous at x[1] and x[n-2].
+    lower[..., 0] and upper[..., -1] are ignored. Cyclic reduction: each level eliminates the odd
+    unknowns from the even rows, halving the system, so the work is O(n) in log2(n) batched steps.
+    Stable for diagonally dominant systems (as the spline's are).
     """
-    n = x.shape[0]
+    n = diag.shape[-1]
+    if n == 1:
+        return rhs / diag
+    edge = torch.arange(n, device=diag.device)
+    lower = torch.where(edge == 0, torch.zeros_like(lower), lower)
+    upper = torch.where(edge == n - 1, torch.zeros_like(upper), upper)
+    # one identity row before and two after, so every kept row has both neighbours
+    a, c, d = (F.pad(t, (1, 2)) for t in (lower, upper, rhs))
+    b = F.pad(diag, (1, 2), value=1.0)
+    keep, prev, nxt = slice(1, n + 1, 2), slice(0, n, 2), slice(2, n + 2, 2)
+    alpha, gamma = -a[..., keep] / b[..., prev], -c[..., keep] / b[..., nxt]
+    even = solve_tridiagonal(
+        alpha * a[..., prev],
+        b[..., keep] + alpha * c[..., prev] + gamma * a[..., nxt],
+        gamma * c[..., nxt],
+        d[..., keep] + alpha * d[..., prev] + gamma * d[..., nxt],
+    )
+    padded = F.pad(even, (0, 1))  # x beyond the last row (its coefficient is 0)
+    odd = slice(1, n, 2)
+    count = (n // 2)
+    x_odd = (rhs[..., odd] - lower[..., odd] * padded[..., :count] - upper[..., odd] * padded[..., 1:count + 1]) \
+        / diag[..., odd]
+    x = torch.empty_like(rhs)
+    x[..., 0::2], x[..., 1::2] = even, x_odd
+    return x
+
+
+def cubic_spline_slopes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Slopes s [..., n] at the knots of the not-a-knot cubic spline through (x [n], y [..., n]), n >= 4.
+
+    With h[i] = x[i+1] - x[i] and chord slopes d[i] = (y[i+1] - y[i]) / h[i], interior knots make
+    the second derivative continuous,
+      h[i]·s[i-1] + 2(h[i-1] + h[i])·s[i] + h[i-1]·s[i+1] = 3(h[i]·d[i-1] + h[i-1]·d[i]),
+    and the ends make the third derivative continuous at x[1] and x[n-2] (not-a-knot). The system
+    is tridiagonal: O(n) work.
+    """
     h = x[1:] - x[:-1]
-    A = torch.zeros(n, n, dtype=x.dtype)
-    b = torch.zeros(n, dtype=x.dtype)
-    slope = (y[1:] - y[:-1]) / h
-    for i in range(1, n - 1):
-        A[i, i - 1], A[i, i], A[i, i + 1] = h[i - 1], 2 * (h[i - 1] + h[i]), h[i]
-        b[i] = 6 * (slope[i] - slope[i - 1])
-    A[0, 0], A[0, 1], A[0, 2] = h[1], -(h[0] + h[1]), h[0]
-    A[-1, -3], A[-1, -2], A[-1, -1] = h[-1], -(h[-2] + h[-1]), h[-2]
-    return torch.linalg.solve(A, b)
+    d = (y[..., 1:] - y[..., :-1]) / h
+    zero = h.new_zeros(1)
+    lower = torch.cat([zero, h[1:], zero]).expand_as(y).clone()
+    diag = torch.cat([h[1:2], 2 * (h[:-1] + h[1:]), h[-2:-1]]).expand_as(y).clone()
+    upper = torch.cat([zero, h[:-1], zero]).expand_as(y).clone()
+    rhs = torch.empty_like(y)
+    rhs[..., 1:-1] = 3 * (h[1:] * d[..., :-1] + h[:-1] * d[..., 1:])
+    h0, h1, hl, hk = h[0], h[1], h[-1], h[-2]
+    upper[..., 0] = h0 + h1
+    rhs[..., 0] = ((h0 + 2 * (h0 + h1)) * h1 * d[..., 0] + h0**2 * d[..., 1]) / (h0 + h1)
+    lower[..., -1] = hl + hk
+    rhs[..., -1] = (hl**2 * d[..., -2] + (2 * (hk + hl) + hl) * hk * d[..., -1]) / (hk + hl)
+    return solve_tridiagonal(lower, diag, upper, rhs)
 
 
 def cubic_spline(x: torch.Tensor, y: torch.Tensor, x_new: torch.Tensor) -> torch.Tensor:
-    """Evaluate the not-a-knot cubic spline through knots (x [n], y [n]; x increasing, n >= 4) at x_new."""
-    M = cubic_spline_second_derivatives(x, y)
+    """The not-a-knot cubic spline through knots (x [n] increasing, y [..., n]; n >= 4) at x_new [m]
+    → [..., m], evaluated in Hermite form from the knot slopes."""
+    s = cubic_spline_slopes(x, y)
     i = torch.searchsorted(x, x_new, right=True).sub(1).clamp(0, x.shape[0] - 2)
-    x0, x1, y0, y1, m0, m1 = x[i], x[i + 1], y[i], y[i + 1], M[i], M[i + 1]
-    h = x1 - x0
-    a, b = x1 - x_new, x_new - x0
-    return (m0 * a**3 + m1 * b**3) / (6 * h) + (y0 / h - m0 * h / 6) * a + (y1 / h - m1 * h / 6) * b
+    h = x[i + 1] - x[i]
+    t = (x_new - x[i]) / h
+    t2, t3 = t * t, t * t * t
+    return ((2 * t3 - 3 * t2 + 1) * y[..., i] + (t3 - 2 * t2 + t) * h * s[..., i]
+            + (-2 * t3 + 3 * t2) * y[..., i + 1] + (t3 - t2) * h * s[..., i + 1])
 
 
 def interpolate_keyframes(values, frames: int) -> torch.Tensor:
