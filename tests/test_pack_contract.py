@@ -132,7 +132,6 @@ USED_THROUGH_DEPENDENCIES = {
     "accelerate",     # diffusers/transformers load weights without a second copy in RAM when it is there
     "sentencepiece",  # transformers reads CogVideoX's spiece.model with it
     "protobuf",       # ... and with this
-    "numpy",          # PyAV hands frames over as numpy arrays
 }
 
 
