@@ -1,9 +1,9 @@
 """ComfyUI node classes. Each module lists its classes in ``NODES``; ids get the pack prefix."""
 
-from . import camera, depth, diffusion, model, output, video, warp
+from . import camera, depth, diffusion, model, native, output, video, warp
 
 NODE_PREFIX = "InverseDVS_"
-_MODULES = (video, depth, camera, warp, model, diffusion, output)
+_MODULES = (video, depth, camera, warp, model, diffusion, native, output)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
