@@ -26,6 +26,8 @@ _MODEL = ("MODEL", {"tooltip": "The video model from core's Load Diffusion Model
                                "with any LoRA or patch nodes in between."})
 _VAE = ("VAE", {"tooltip": "The model's VAE (core's Load VAE); its compression sets the latent grid of the mask."})
 _MASK = ("MASK", {"tooltip": "Hole mask from Forward Warp (1 = not seen), same frames and size as the warped video."})
+_CLEAN = ("LATENT", {"tooltip": "The warped video encoded by core's VAE Encode."})
+_INVERTED = ("LATENT", {"tooltip": "The inverted noise from Invert (InverseDVS, native)."})
 _STEPS = ("INT", {"default": DEFAULT_STEPS, "min": 1, "max": 1000,
                   "tooltip": "Steps of the sigma grid; use the same value for inversion and sampling."})
 _STRENGTH = ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.01, "max": 1.0, "step": 0.01,
@@ -90,7 +92,7 @@ class NativeInvert:
                 "model": _MODEL,
                 "positive": ("CONDITIONING", {"tooltip": "WanImageToVideo's positive output, made from an empty "
                                                          "prompt and the first warped frame as start image."}),
-                "latent": ("LATENT", {"tooltip": "The warped video encoded by core's VAE Encode."}),
+                "latent": _CLEAN,
                 "steps": _STEPS,
                 "strength": _STRENGTH,
                 "inversion_end": (list(INVERSION_ENDS), {
@@ -132,8 +134,8 @@ class NativeModulate:
             "required": {
                 "model": _MODEL,
                 "vae": _VAE,
-                "clean": ("LATENT", {"tooltip": "The warped video encoded by core's VAE Encode."}),
-                "noise": ("LATENT", {"tooltip": "The inverted noise from Invert (InverseDVS, native)."}),
+                "clean": _CLEAN,
+                "noise": _INVERTED,
                 "mask": _MASK,
                 "seed": _SEED,
             },
@@ -285,8 +287,8 @@ class NativeSample:
                 "vae": _VAE,
                 "positive": NativeGuider.INPUT_TYPES()["required"]["positive"],
                 "negative": NativeGuider.INPUT_TYPES()["required"]["negative"],
-                "clean": ("LATENT", {"tooltip": "The warped video encoded by core's VAE Encode."}),
-                "noise": ("LATENT", {"tooltip": "The inverted noise from Invert (InverseDVS, native)."}),
+                "clean": _CLEAN,
+                "noise": _INVERTED,
                 "mask": _MASK,
                 "steps": _STEPS,
                 "strength": _STRENGTH,

@@ -73,6 +73,29 @@ def save_tiny_wan(path: str, seed: int = 0, **overrides) -> str:
     return path
 
 
+def wan21_vae(seed: int = 0):
+    """Core's Wan 2.1 VAE (full size, 127 M parameters) with seeded random weights: N(0, 1/fan_in), norms 1, biases 0.
+
+    Core builds it with uninitialised parameters, so the state dict is filled here before loading.
+    """
+    import comfy.ops  # noqa: F401
+    import comfy.sd
+    from comfy.ldm.wan.vae import WanVAE
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, tensor in WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                               temperal_downsample=[False, True, True], dropout=0.0).state_dict().items():
+        if name.endswith("gamma") or "norm" in name:
+            state[name] = torch.ones(tensor.shape)
+        elif name.endswith("bias") or tensor.ndim < 2:
+            state[name] = torch.zeros(tensor.shape)
+        else:
+            fan_in = tensor[0].numel()
+            state[name] = torch.randn(tensor.shape, generator=gen) / fan_in**0.5
+    return comfy.sd.VAE(sd=state)
+
+
 def text_conditioning(seed: int, tokens: int = TEXT_TOKENS, width: int = 4096):
     """A CONDITIONING of one random prompt embedding [1, tokens, width]."""
     gen = torch.Generator().manual_seed(seed)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _comfy_host import HOST_MARKS, image_conditioning, import_comfy, save_tiny_wan, text_conditioning
+from _comfy_host import HOST_MARKS, image_conditioning, import_comfy, save_tiny_wan, text_conditioning, wan21_vae
 from inversedvs.errors import InverseDVSError
 from inversedvs.krnr import levels
 from inversedvs.krnr.krnr import krnr_recursive
@@ -46,13 +46,7 @@ def model(comfy, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def vae(comfy):
-    import comfy.sd
-    from comfy.ldm.wan.vae import WanVAE
-
-    torch.manual_seed(0)
-    state = WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                   temperal_downsample=[False, True, True], dropout=0.0).state_dict()
-    return comfy.sd.VAE(sd=state)
+    return wan21_vae()
 
 
 @pytest.fixture(scope="module")
@@ -316,3 +310,32 @@ def test_bad_inputs_give_clear_errors(comfy, model, vae, conds, latent, hole_mas
     native = pytest.importorskip("inversedvs.backend.comfy_native")
     with pytest.raises(InverseDVSError, match="latent grid"):
         native.sample_advanced(start, guider, sigmas, latent)
+
+
+def test_core_vae_encode_and_wan_image_to_video_feed_the_nodes(comfy, model, vae):
+    """The real wiring: core's VAE Encode of the warped video and WanImageToVideo's conditioning (first warped
+    frame as start image). WanImageToVideo's zero LATENT works as the sampler's latent as well as the encoded one."""
+    from comfy_extras.nodes_wan import WanImageToVideo
+    from nodes import VAEEncode
+
+    gen = torch.Generator().manual_seed(4)
+    warped = torch.rand(5, 32, 48, 3, generator=gen)
+    mask = torch.zeros(5, 32, 48)
+    mask[:, :, 32:] = 1.0
+    (latent,) = VAEEncode().encode(vae, warped)
+    assert latent["samples"].shape == (1, 16, 2, 4, 6)
+    positive, empty, zero = WanImageToVideo.execute(text_conditioning(1), text_conditioning(0), vae, 48, 32, 5, 1,
+                                                    start_image=warped[:1]).result
+    assert not torch.count_nonzero(zero["samples"]) and "concat_latent_image" in empty[0][1]
+    n = nodes()
+    noise = n.NativeInvert().invert(model, empty, latent, 4, 0.8, "sampling_start")[0]
+    out = n.NativeSample().sample(model, vae, positive, empty, latent, noise, mask, 4, 0.8, 2, 4.0, 1.0, True, 42)[0]
+    assert out["samples"].shape == latent["samples"].shape and torch.isfinite(out["samples"]).all()
+    native = pytest.importorskip("inversedvs.backend.comfy_native")
+    clean_m, noise_m, unseen = n.NativeModulate().modulate(model, vae, latent, noise, mask, 42)
+    assert unseen.shape == (2, 4, 6) and bool(unseen[:, :, 5].all()) and not bool(unseen[:, :, 0].any())
+    (sigmas,) = n.NativeSigmas().sigmas(model, 4, 0.8)
+    (start,) = n.NativeKRNRNoise().noise(model, clean_m, noise_m, sigmas, 2)
+    (guider,) = n.NativeGuider().guider(model, positive, empty, unseen, 4.0, 1.0, True)
+    on_zero = native.sample_advanced(start, guider, sigmas, zero)
+    assert torch.allclose(on_zero["samples"], out["samples"], atol=1e-4, rtol=1e-4)
