@@ -68,12 +68,16 @@ def _check_model_latent(model, latent, node: str, name: str) -> torch.Tensor:
     return samples
 
 
-def _check_same_shape(clean: torch.Tensor, noise: torch.Tensor, node: str) -> None:
-    if clean.shape != noise.shape:
+def _clean_and_noise(model, clean, noise, node: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples of the clean latent and the inverted noise: the model's channels, one shape."""
+    x_samples = _check_model_latent(model, clean, node, "clean")
+    eps_samples = _check_model_latent(model, noise, node, "noise")
+    if x_samples.shape != eps_samples.shape:
         raise InverseDVSError(
-            f"{node}: clean latent {tuple(clean.shape)} and noise {tuple(noise.shape)} differ; invert the latent you "
-            "connect as 'clean'."
+            f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps_samples.shape)} differ; invert the "
+            "latent you connect as 'clean'."
         )
+    return x_samples, eps_samples
 
 
 class NativeInvert:
@@ -148,9 +152,7 @@ class NativeModulate:
         node = self.DISPLAY_NAME
         native = _backend()
         native.check_flow_model(model, node)
-        x_samples = _check_model_latent(model, clean, node, "clean")
-        eps_samples = _check_model_latent(model, noise, node, "noise")
-        _check_same_shape(x_samples, eps_samples, node)
+        x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
         if scope not in SLM_SCOPES:
             raise InverseDVSError(f"{node}: scope must be one of {', '.join(SLM_SCOPES)}.")
         temporal, spatial = native.vae_factors(vae, node)
@@ -209,9 +211,7 @@ class NativeKRNRNoise:
         node = self.DISPLAY_NAME
         native = _backend()
         native.check_flow_model(model, node)
-        x_samples = _check_model_latent(model, clean, node, "clean")
-        eps_samples = _check_model_latent(model, noise, node, "noise")
-        _check_same_shape(x_samples, eps_samples, node)
+        x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
         if not (clean.get("slm") and noise.get("slm")):
             raise InverseDVSError(
                 f"{node}: connect the clean and noise outputs of Stochastic Latent Modulation (InverseDVS, native); "
