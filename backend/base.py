@@ -1,7 +1,22 @@
-"""What the diffusion nodes need from a video model, whatever library implements it.
+"""What the diffusion side of the pack needs from a video model, and the two places that provide it.
 
-Latents are ``[B, C, T, h, w]`` float32, scaled by the VAE's scaling factor; images are ComfyUI
-IMAGE batches ``[F, H, W, 3]`` in 0..1; text embeddings ``[B, L, D]``.
+Both families write a noise level as x = a·x0 + b·ε (``krnr.levels``); a backend only turns its
+model's raw prediction into (x̂0, ε̂) at a level and says how its VAE compresses a video.
+
+| need | CogVideoX (``cogvideox.py``, diffusers; ``VideoModel`` below) | ComfyUI-native flow models (``comfy_native.py``, core's MODEL / VAE) |
+| --- | --- | --- |
+| noise levels | DDPM: (√ᾱ_t, √(1−ᾱ_t)) from ``schedule`` | flow: (1−σ, σ) from the MODEL's ``model_sampling`` (``full_grid``) |
+| prediction at a level | ``transformer_session`` → v; ``levels.from_v`` | core's guider → denoised D(x, σ); u = (x − D)/σ; ``levels.from_velocity`` |
+| text | ``encode_text`` (T5 in the model folder) | core's CLIP + CLIPTextEncode (outside the pack) |
+| image condition | first latent frame of the clean latent, zero-padded | core's WanImageToVideo (concat_latent_image, concat_mask) |
+| encode / decode | ``encode_video`` (posterior mean, std) / ``decode`` | core's VAE Encode / VAE Decode (mean only: no reference K-RNR) |
+| compression factors | ``temporal_compression``, ``spatial_compression`` | ``vae_factors(vae)`` from the VAE (Wan 2.1: 4, 8; Wan 2.2: 4, 16) |
+| latent size | ``latent_channels``, ``check_latent_size`` | the MODEL's ``latent_format.latent_channels`` |
+| memory estimate, release | ``nodes._validate.denoiser_memory``, ``release`` | core's own: ``prepare_sampling`` estimates and ``load_models_gpu`` loads; core evicts |
+
+Latents are ``[B, C, T, h, w]`` float32 — CogVideoX's scaled by the VAE's scaling factor, native
+LATENTs in ComfyUI's latent space with the maths done after the MODEL's ``process_latent_in``;
+images are ComfyUI IMAGE batches ``[F, H, W, 3]`` in 0..1; text embeddings ``[B, L, D]``.
 """
 
 from __future__ import annotations
@@ -14,7 +29,7 @@ from ..krnr.schedule import NoiseSchedule
 
 
 class VideoModel(Protocol):
-    """An image-to-video latent diffusion model (v-prediction)."""
+    """An image-to-video latent diffusion model (v-prediction) that the pack loads and runs itself (CogVideoX)."""
 
     model_id: str  # e.g. "cogvideox-5b-i2v"; LATENTs carry it so latents of another model are refused
     latent_channels: int

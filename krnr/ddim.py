@@ -1,6 +1,7 @@
 """Deterministic DDIM sampling and inversion for a v-prediction model, as pure tensor maths.
 
-A v-prediction model outputs v = √ᾱ·ε − √(1−ᾱ)·x0 for the noisy latent x = √ᾱ·x0 + √(1−ᾱ)·ε.
+A v-prediction model outputs v = √ᾱ·ε − √(1−ᾱ)·x0 for the noisy latent x = √ᾱ·x0 + √(1−ᾱ)·ε:
+the DDPM case of ``levels`` (a = √ᾱ, b = √(1−ᾱ)), marched with ``levels.march``.
 The loops take ``predict_v(x, t) -> v`` (any batched callable: a transformer, a test double) and
 an optional ``callback(i, t, x)`` run after each step (progress bars, interrupts).
 """
@@ -12,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from . import levels
 from .schedule import NoiseSchedule
 
 PredictV = Callable[[torch.Tensor, int], torch.Tensor]
@@ -20,17 +22,17 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 def x0_from_v(x: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
     """Clean latent x0 = √ᾱ·x − √(1−ᾱ)·v (same shape as ``x``)."""
-    return alpha_bar**0.5 * x - (1.0 - alpha_bar) ** 0.5 * v
+    return levels.from_v(x, v, levels.ddpm_level(alpha_bar))[0]
 
 
 def eps_from_v(x: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
     """Noise ε = √ᾱ·v + √(1−ᾱ)·x (same shape as ``x``)."""
-    return alpha_bar**0.5 * v + (1.0 - alpha_bar) ** 0.5 * x
+    return levels.from_v(x, v, levels.ddpm_level(alpha_bar))[1]
 
 
 def v_from_x0_eps(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
     """Velocity v = √ᾱ·ε − √(1−ᾱ)·x0 (same shape as ``x0``)."""
-    return alpha_bar**0.5 * eps - (1.0 - alpha_bar) ** 0.5 * x0
+    return levels.v_from(x0, eps, levels.ddpm_level(alpha_bar))
 
 
 def ddim_move(x: torch.Tensor, v: torch.Tensor, alpha_from: float, alpha_to: float) -> torch.Tensor:
@@ -39,9 +41,8 @@ def ddim_move(x: torch.Tensor, v: torch.Tensor, alpha_from: float, alpha_to: flo
     With ᾱ_to > ᾱ_from this is one DDIM sampling step (η = 0), with ᾱ_to < ᾱ_from one DDIM
     inversion step. ``x``, ``v``: [...], any shape; returns the same shape and dtype.
     """
-    x0 = x0_from_v(x, v, alpha_from)
-    eps = eps_from_v(x, v, alpha_from)
-    return alpha_to**0.5 * x0 + (1.0 - alpha_to) ** 0.5 * eps
+    x0, eps = levels.from_v(x, v, levels.ddpm_level(alpha_from))
+    return levels.noisy(x0, eps, levels.ddpm_level(alpha_to))
 
 
 def ddim_step(schedule: NoiseSchedule, x: torch.Tensor, v: torch.Tensor, t: int, steps: int) -> torch.Tensor:
@@ -54,34 +55,39 @@ def ddim_inversion_step(schedule: NoiseSchedule, x: torch.Tensor, v: torch.Tenso
     return ddim_move(x, v, schedule.alpha_bar(schedule.prev(t, steps)), schedule.alpha_bar(t))
 
 
-def _march(step, schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], steps: int,
+def _march(schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], froms: list[int], tos: list[int],
            predict_v: PredictV, callback: StepCallback | None) -> torch.Tensor:
-    """Apply ``step`` at each timestep in order, one model call each, reporting to ``callback``."""
-    for i, t in enumerate(timesteps):
-        v = predict_v(x, t)
-        x = step(schedule, x, v.to(x.dtype), t, steps)
-        if callback is not None:
-            callback(i, t, x)
-    return x
+    """One DDIM move per timestep: the model asked at timesteps[i], x taken at ᾱ(froms[i]), moved to ᾱ(tos[i])."""
+    level = lambda t: levels.ddpm_level(schedule.alpha_bar(t))  # noqa: E731
+
+    def predict(x, i):
+        return levels.from_v(x, predict_v(x, timesteps[i]).to(x.dtype), level(froms[i]))
+
+    report = None if callback is None else (lambda i, x: callback(i, timesteps[i], x))
+    return levels.march(x, [level(t) for t in tos], predict, report)
 
 
 def sample(schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
            callback: StepCallback | None = None) -> torch.Tensor:
     """DDIM sampling: x at timesteps[0] → clean latent, one model call per timestep (descending list).
 
-    ``x``: noisy latent [B, C, T, h, w] (any shape ``predict_v`` accepts); returns the same shape.
+    Each step goes from t to ``schedule.prev(t)``. ``x``: noisy latent [B, C, T, h, w] (any shape
+    ``predict_v`` accepts); returns the same shape.
     """
-    return _march(ddim_step, schedule, x, timesteps, steps, predict_v, callback)
+    return _march(schedule, x, timesteps, timesteps, [schedule.prev(t, steps) for t in timesteps], predict_v,
+                  callback)
 
 
 def invert(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
            callback: StepCallback | None = None) -> torch.Tensor:
     """DDIM inversion: clean latent → noisy latent at timesteps[-1], one model call per timestep (ascending list).
 
-    At a zero-terminal-SNR last timestep (ᾱ = 0) the result is the model's noise prediction ε.
-    ``x0``: [B, C, T, h, w]; returns the same shape.
+    Each step goes from ``schedule.prev(t)`` up to t, the model asked at t. At a zero-terminal-SNR
+    last timestep (ᾱ = 0) the result is the model's noise prediction ε. ``x0``: [B, C, T, h, w];
+    returns the same shape.
     """
-    return _march(ddim_inversion_step, schedule, x0, timesteps, steps, predict_v, callback)
+    return _march(schedule, x0, timesteps, [schedule.prev(t, steps) for t in timesteps], timesteps, predict_v,
+                  callback)
 
 
 def inversion_timesteps(schedule: NoiseSchedule, steps: int, strength: float, to_terminal: bool) -> list[int]:

@@ -11,6 +11,7 @@ import torch
 from ..errors import InverseDVSError
 from ..slm.modulate import stochastic_latent_modulation
 from .krnr import krnr_closed_form, krnr_reference
+from .levels import Level
 
 MODES = ("paper", "reference")
 REFERENCE_ROUNDS = 3
@@ -28,10 +29,10 @@ def posterior_sample(mean: torch.Tensor, std: torch.Tensor, generator: torch.Gen
 
 
 def initial_latent(x0: torch.Tensor, eps: torch.Tensor, unseen: torch.Tensor, fully_unseen: torch.Tensor,
-                   alpha_bar: float, k: int, mode: str, generator: torch.Generator, *,
+                   level: Level | float, k: int, mode: str, generator: torch.Generator, *,
                    mean: torch.Tensor | None = None, std: torch.Tensor | None = None, slm: bool = True,
                    scope: str = "tensor") -> tuple[torch.Tensor, torch.Tensor]:
-    """(filled x0, start latent) for sampling at the timestep with ᾱ = ``alpha_bar``.
+    """(filled x0, start latent) for sampling from noise level ``level`` (a Level, or ᾱ of a DDPM schedule).
 
     ``x0``, ``eps``: [B, C, T, h, w] clean latent and inverted noise; masks [T, h, w] bool;
     ``mean``/``std``: VAE posterior statistics (``reference`` mode only). ``slm`` False skips the
@@ -44,12 +45,12 @@ def initial_latent(x0: torch.Tensor, eps: torch.Tensor, unseen: torch.Tensor, fu
     if mode == "paper":
         if slm:
             x0, eps = stochastic_latent_modulation(x0, eps, unseen, fully_unseen, generator, scope)
-        return x0, krnr_closed_form(x0, eps, alpha_bar, k)
+        return x0, krnr_closed_form(x0, eps, level, k)
     if mean is None or std is None:
         raise InverseDVSError(
             "Reference K-RNR needs the VAE posterior mean and std; connect the LATENT from this pack's VAE Encode."
         )
     for _ in range(REFERENCE_ROUNDS):
         x0, eps = stochastic_latent_modulation(x0, eps, unseen, fully_unseen, generator, scope)
-        eps = krnr_reference(x0, eps, mean, std, alpha_bar, k)
+        eps = krnr_reference(x0, eps, mean, std, level, k)
     return x0, eps

@@ -84,10 +84,10 @@ class LoadCameraPath:
                     "default": 1.0, "min": MIN_RADIUS_SCALE, "max": MAX_RADIUS_SCALE, "step": 0.05,
                     "tooltip": "Multiplies the orbit radius (as in Camera Trajectory): above 1 the imported moves are "
                                "larger relative to the scene, below 1 smaller. A saved path's own scale is multiplied."}),
-                "resize": (list(RESIZE_MODES), {
+                "resize": (RESIZE_MODES, {
                     "default": RESIZE_MODES[0],
-                    "tooltip": "How Load Video fitted the imported cameras' images to the clip (its resize setting); "
-                               "focal lengths are converted the same way. Needs images connected; without them the "
+                    "tooltip": "How Load Video fitted the imported cameras' images to the clip (its resize setting: "
+                               "crop_to_fill, letterbox or stretch); focal lengths are converted the same way. Needs images connected; without them the "
                                "clip is taken to have the cameras' own aspect ratio."}),
             },
             "optional": {

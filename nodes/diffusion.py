@@ -39,21 +39,24 @@ def _step_callback(progress: _host.Progress):
     return callback
 
 
-def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str):
-    """Pixel hole MASK [F, H, W] → (visibility [T,h,w], unseen, fully_unseen) checked against latent [B,C,T,h,w]."""
+def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str, temporal: int = 4, spatial: int = 8):
+    """Pixel hole MASK [F, H, W] → (visibility [T,h,w], unseen, fully_unseen) checked against latent [B,C,T,h,w].
+
+    ``temporal``, ``spatial``: the VAE's compression factors (CogVideoX: 4 and 8).
+    """
     from ..slm.masks import fully_unseen_cells, latent_visibility, unseen_cells
 
     mask = _validate.check_mask(mask, "mask", node)
     frames, height, width = mask.shape
     t, h, w = samples.shape[2:]
-    expected = ((t - 1) * 4 + 1, h * 8, w * 8)
+    expected = ((t - 1) * temporal + 1, h * spatial, w * spatial)
     if (frames, height, width) != expected:
         raise InverseDVSError(
             f"{node}: the mask is {frames} frames of {width}x{height} but the latent belongs to a video of "
             f"{expected[0]} frames of {expected[2]}x{expected[1]}. Use the mask that Forward Warp made together "
             "with the warped video you encoded."
         )
-    v = latent_visibility(mask)
+    v = latent_visibility(mask, temporal, spatial)
     return v, unseen_cells(v), fully_unseen_cells(v)
 
 

@@ -1,8 +1,10 @@
-"""Hole masks on the video latent grid, downsampled the way CogVideoX's VAE compresses a video.
+"""Hole masks on the video latent grid, downsampled the way a causal video VAE compresses a video.
 
-Pixel MASK [F, H, W] (1 = hole) → visibility v [T, h, w] in 0..1 with T = (F−1)/4 + 1, h = H/8, w = W/8:
-keep the first frame and average the rest in pairs, twice (49 → 25 → 13 frames); then, three times,
-pad right and bottom by one cell and take a 3×3 average with stride 2 (480×720 → 60×90).
+Pixel MASK [F, H, W] (1 = hole) → visibility v [T, h, w] in 0..1 with T = (F−1)/t + 1, h = H/s,
+w = W/s for the VAE's temporal factor t and spatial factor s (powers of two). CogVideoX and Wan 2.1:
+t = 4, s = 8; Wan 2.2 TI2V-5B: t = 4, s = 16. Time: keep the first frame and average the rest in
+pairs, log2(t) times (49 → 25 → 13 frames); space: log2(s) times, pad right and bottom by one cell
+and take a 3×3 average with stride 2 (480×720 → 60×90 at s = 8).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import torch.nn.functional as F
 
 from ..errors import InverseDVSError
 
-TEMPORAL_HALVINGS = 2
-SPATIAL_HALVINGS = 3
+# CogVideoX's (and Wan 2.1's) compression: 4× in time, 8× in space.
+DEFAULT_TEMPORAL = 4
+DEFAULT_SPATIAL = 8
 POOL_KERNEL = 3
 POOL_STRIDE = 2
 # Visibility given to the padded row/column. The released code pads with 0 (hidden), which marks the
@@ -35,25 +38,37 @@ def halve_space(v: torch.Tensor, outside: float = OUTSIDE_VISIBILITY) -> torch.T
     return F.avg_pool2d(padded, kernel_size=POOL_KERNEL, stride=POOL_STRIDE).squeeze(1)
 
 
-def latent_visibility(mask: torch.Tensor, outside: float = OUTSIDE_VISIBILITY) -> torch.Tensor:
+def halvings(factor: int, what: str) -> int:
+    """log2(factor) for a power of two ≥ 1, else InverseDVSError."""
+    factor = int(factor)
+    if factor < 1 or factor & (factor - 1):
+        raise InverseDVSError(
+            f"The VAE compresses {what} by {factor}; the latent-grid mask handles powers of two only (4, 8, 16)."
+        )
+    return factor.bit_length() - 1
+
+
+def latent_visibility(mask: torch.Tensor, temporal: int = DEFAULT_TEMPORAL, spatial: int = DEFAULT_SPATIAL,
+                      outside: float = OUTSIDE_VISIBILITY) -> torch.Tensor:
     """Pixel hole MASK [F, H, W] (1 = hole, 0..1) → latent visibility v [T, h, w] in 0..1 (float32).
 
-    F must be 4k+1 and H, W multiples of 8 (the VAE's compression).
+    F must be (T−1)·temporal + 1 and H, W multiples of ``spatial`` (the VAE's compression).
     """
+    time_halvings, space_halvings = halvings(temporal, "time"), halvings(spatial, "space")
     frames, height, width = mask.shape
-    if (frames - 1) % 4:
+    if (frames - 1) % temporal:
         raise InverseDVSError(
-            f"The mask has {frames} frames but the video model needs 4k+1 frames (e.g. 49); "
-            "use the mask made from the same 4k+1-frame video."
+            f"The mask has {frames} frames but the video model needs {temporal}k+1 frames (e.g. {12 * temporal + 1}); "
+            f"use the mask made from the same {temporal}k+1-frame video."
         )
-    if height % 8 or width % 8:
+    if height % spatial or width % spatial:
         raise InverseDVSError(
-            f"The mask is {width}x{height}; width and height must be multiples of 8 (16 for the model)."
+            f"The mask is {width}x{height}; width and height must be multiples of {spatial}, the VAE's compression."
         )
     v = 1.0 - mask.float()
-    for _ in range(TEMPORAL_HALVINGS):
+    for _ in range(time_halvings):
         v = halve_time(v)
-    for _ in range(SPATIAL_HALVINGS):
+    for _ in range(space_halvings):
         v = halve_space(v, outside)
     return v
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from inversedvs.errors import InverseDVSError
-from inversedvs.krnr import ddim
+from inversedvs.krnr import ddim, levels
 from inversedvs.krnr.krnr import krnr_closed_form, krnr_coefficients, krnr_recursive, krnr_reference
 from inversedvs.krnr.noise_init import initial_latent
 from inversedvs.krnr.schedule import COGVIDEOX_5B_I2V_SCHEDULER, NoiseSchedule
@@ -228,3 +228,86 @@ def test_reference_mode_reproduces_the_released_noise_initialisation(schedule):
         released = _released_noise_init(x0, eps, unseen, fully, mean, std, a, k, torch.Generator().manual_seed(42))
         assert torch.equal(ours[0], released[0])
         assert torch.allclose(ours[1], released[1], atol=1e-5)
+
+
+# ---- one math for both families: levels x = a·x0 + b·ε (DDPM (√ᾱ, √(1−ᾱ)), flow (1−σ, σ))
+
+FLOW_SIGMAS = (0.05, 0.3, 0.9, 0.9863, 1.0)
+
+
+def _pair(seed, shape=(1, 4, 3, 6, 8), dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=gen, dtype=dtype), torch.randn(shape, generator=gen, dtype=dtype)
+
+
+@pytest.mark.parametrize("sigma", FLOW_SIGMAS)
+def test_flow_krnr_closed_form_is_one_minus_sigma_power_k_and_equals_recursion(sigma):
+    x0, eps = _pair(7)
+    level = levels.flow_level(sigma)
+    for k in range(0, 21):
+        coef_x0, coef_eps = krnr_coefficients(level, k)
+        assert coef_x0 == pytest.approx(1.0 - sigma**k, abs=1e-12) and coef_eps == pytest.approx(sigma**k, abs=1e-15)
+        closed = krnr_closed_form(x0, eps, level, k)
+        assert torch.allclose(closed, krnr_recursive(x0, eps, level, k), atol=1e-12), (sigma, k)
+        assert torch.allclose(closed, (1 - sigma**k) * x0 + sigma**k * eps, atol=1e-12)
+    # order 1 is plain noising with the inverted noise: ComfyUI's noise_scaling(σ, ε, x0) = σ·ε + (1−σ)·x0
+    assert torch.allclose(krnr_closed_form(x0, eps, level, 1), sigma * eps + (1 - sigma) * x0, atol=1e-12)
+
+
+def test_zero_terminal_snr_forgets_x0_in_both_families():
+    x0, eps = _pair(8)
+    for level in (levels.flow_level(1.0), levels.ddpm_level(0.0)):
+        assert level == (0.0, 1.0)
+        assert torch.equal(levels.noisy(x0, eps, level), eps)
+        assert krnr_coefficients(level, 7) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("sigma", (0.02, 0.4, 0.97, 1.0))
+def test_flow_velocity_round_trip(sigma):
+    x0, eps = _pair(9)
+    level = levels.flow_level(sigma)
+    x = levels.noisy(x0, eps, level)
+    got_x0, got_eps = levels.from_velocity(x, eps - x0, level)
+    assert torch.allclose(got_x0, x0, atol=1e-12) and torch.allclose(got_eps, eps, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma_from,sigma_to", [(0.9, 0.6), (0.6, 0.0), (0.0, 0.3), (0.3, 1.0), (0.98, 0.97)])
+def test_the_move_between_flow_levels_is_the_euler_step(sigma_from, sigma_to):
+    """a_to·x̂0 + b_to·ε̂ with (x̂0, ε̂) from a velocity u equals x + (σ_to − σ_from)·u, whatever u is."""
+    x, u = _pair(10)
+    x0, eps = levels.from_velocity(x, u, levels.flow_level(sigma_from))
+    moved = levels.noisy(x0, eps, levels.flow_level(sigma_to))
+    assert torch.allclose(moved, x + (sigma_to - sigma_from) * u, atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha_from,alpha_to", [(0.0, 2.5e-4), (2.5e-4, 0.3), (0.3, 0.9), (0.9, 1.0), (0.5, 0.1)])
+def test_ddim_step_is_the_euler_flow_step_after_the_change_of_variables(alpha_from, alpha_to):
+    """DDIM (η = 0) on x = a·x0 + b·ε equals Euler on x/(a+b) at σ = b/(a+b), with u = ε̂ − x̂0, for any v."""
+    x, v = _pair(11)
+    ddim_x = ddim.ddim_move(x, v, alpha_from, alpha_to)
+    start, end = levels.ddpm_level(alpha_from), levels.ddpm_level(alpha_to)
+    x0, eps = levels.from_v(x, v, start)
+    sigma_from, sigma_to = start.b / (start.a + start.b), end.b / (end.a + end.b)
+    x_flow = x / (start.a + start.b)
+    # the same prediction read as a flow velocity at the flow level x_flow sits at
+    assert torch.allclose(levels.noisy(x0, eps, levels.flow_level(sigma_from)), x_flow, atol=1e-12)
+    euler = x_flow + (sigma_to - sigma_from) * (eps - x0)
+    assert torch.allclose(ddim_x / (end.a + end.b), euler, atol=1e-12)
+
+
+def test_flow_march_with_a_model_that_knows_x0_inverts_and_samples_exactly():
+    """Inversion is the same march backwards: with the true (x0, ε) both directions are exact."""
+    x0, eps = _pair(12)
+    sigmas = [0.0, 0.2, 0.5, 0.8, 0.95, 1.0]
+    up = [levels.flow_level(s) for s in sigmas]
+
+    def knows(x, i, path):
+        level = path[i]
+        return x0, (x - level.a * x0) / level.b if level.b > 0 else eps
+
+    noise = levels.march(x0, up[1:], lambda x, i: (x0, eps))
+    assert torch.allclose(noise, eps, atol=1e-12)
+    down = up[::-1]
+    seen = []
+    back = levels.march(noise, down[1:], lambda x, i: knows(x, i, down), lambda i, x: seen.append(i))
+    assert torch.allclose(back, x0, atol=1e-12) and seen == list(range(len(sigmas) - 1))

@@ -105,3 +105,33 @@ def test_all_unseen_is_a_clear_error(latents, scope):
     everything = torch.ones(3, 6, 8, dtype=torch.bool)
     with pytest.raises(InverseDVSError, match="no visible values"):
         stochastic_latent_modulation(x, eps, everything, everything, torch.Generator(), scope)
+
+
+@pytest.mark.parametrize("frames,height,width,temporal,spatial,grid", [
+    (81, 480, 832, 4, 8, (21, 60, 104)),     # Wan 2.1 I2V 480p
+    (121, 704, 1280, 4, 16, (31, 44, 80)),   # Wan 2.2 TI2V-5B 720p
+])
+def test_latent_grid_follows_the_vae_factors(frames, height, width, temporal, spatial, grid):
+    v = latent_visibility(torch.zeros(frames, height, width), temporal, spatial)
+    assert v.shape == grid and bool((v == 1).all())
+
+
+def test_16x_grid_by_hand():
+    """Holes in the right half of 64×64 frames: after four (pad, 3×3, stride 2) halvings only latent column 0
+    sees no hole (column j of a halving covers columns 2j..2j+2 below it: visible j ≤ 14, 6, 2, 0)."""
+    mask = torch.zeros(5, 64, 64)
+    mask[:, :, 32:] = 1.0
+    v = latent_visibility(mask, 4, 16)
+    assert v.shape == (2, 4, 4)
+    assert bool((v[:, :, 0] == 1).all()) and bool((v[:, :, 1:] < 1).all())
+    at_8 = latent_visibility(mask, 4, 8)  # the same mask on an 8× grid: columns 0..2 untouched
+    assert bool((at_8[:, :, :3] == 1).all()) and bool((at_8[:, :, 3:] < 1).all())
+
+
+def test_factors_are_checked():
+    with pytest.raises(InverseDVSError, match="powers of two"):
+        latent_visibility(torch.zeros(5, 48, 48), 4, 12)
+    with pytest.raises(InverseDVSError, match="multiples of 16"):
+        latent_visibility(torch.zeros(5, 40, 48), 4, 16)
+    with pytest.raises(InverseDVSError, match="8k\\+1"):
+        latent_visibility(torch.zeros(5, 32, 32), 8, 8)

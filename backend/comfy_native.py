@@ -1,0 +1,241 @@
+"""ComfyUI's own rectified-flow video models (Wan 2.x) through core's MODEL, VAE and sampling pieces.
+
+Imported only inside ComfyUI (or a test that put its folder on ``sys.path``). Every model pass
+goes through core's guider (``CFGGuider.sample``), so core loads the model with its memory
+manager (``load_models_gpu`` inside ``prepare_sampling``) and every LoRA, model patch, wrapper and
+quantised weight the user put upstream applies.
+
+Spaces: a LATENT's ``samples`` are in ComfyUI's latent space (what VAEEncode gives); the method's
+maths (inversion, SLM, K-RNR) runs in the model's space, ``process_latent_in`` of it (Wan:
+per-channel standardised), where the noise is N(0, I). Flow levels: x = (1−σ)·x0 + σ·ε.
+"""
+
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.samplers
+import comfy.utils
+import torch
+
+from ..errors import InverseDVSError
+from ..krnr import ddim, levels
+from ..krnr.krnr import krnr_closed_form
+from ..krnr.schedule import check_steps_strength, first_step_index
+
+# The sigma grid of the method (core's Wan templates use it) and the sampler that makes the
+# deterministic move between flow levels (Euler == DDIM with η = 0).
+SCHEDULER = "simple"
+SAMPLER = "euler"
+
+
+def check_flow_model(model, node: str):
+    """The MODEL's model_sampling when it is rectified flow (core's CONST: Wan, …), else InverseDVSError."""
+    sampling = model.get_model_object("model_sampling")
+    if not isinstance(sampling, comfy.model_sampling.CONST):
+        # core names its prediction kinds in capitals (EPS, V_PREDICTION, EDM, X0, …)
+        kinds = [c.__name__ for c in type(sampling).__mro__
+                 if c.__module__ == comfy.model_sampling.__name__ and c.__name__.isupper()]
+        kind = kinds[0] if kinds else type(sampling).__name__
+        raise InverseDVSError(
+            f"{node}: this node needs a rectified-flow video model such as Wan 2.1 / 2.2 image-to-video "
+            f"(loaded with Load Diffusion Model), but the MODEL predicts {kind}. For CogVideoX use the pack's "
+            "own Load Video Model and K-RNR Invert / Sample nodes."
+        )
+    return sampling
+
+
+def vae_factors(vae, node: str) -> tuple[int, int]:
+    """(temporal, spatial) compression of a video VAE, as the VAE reports them (Wan 2.1: 4, 8; Wan 2.2: 4, 16)."""
+    temporal = vae.temporal_compression_decode() if getattr(vae, "latent_dim", 2) == 3 else None
+    if temporal is None:
+        raise InverseDVSError(
+            f"{node}: the VAE is not a video VAE (it has no time compression); connect the video model's VAE "
+            "(e.g. wan_2.1_vae.safetensors from Load VAE)."
+        )
+    return int(temporal), int(vae.spacial_compression_encode())
+
+
+def to_model_space(model, samples: torch.Tensor) -> torch.Tensor:
+    """LATENT samples → the model's space, the way core's guider does it (an all-zero latent is left as is)."""
+    samples = samples.float()
+    if torch.count_nonzero(samples) == 0:
+        return samples
+    return model.get_model_object("process_latent_in")(samples)
+
+
+def to_latent_space(model, x: torch.Tensor) -> torch.Tensor:
+    """The model's space → LATENT samples (``process_latent_out``)."""
+    return model.get_model_object("process_latent_out")(x.float())
+
+
+def full_grid(model, steps: int) -> torch.Tensor:
+    """Descending sigmas of ``steps`` steps, float32 [steps + 1], from σ_max (1 for Wan) to 0."""
+    sampling = model.get_model_object("model_sampling")
+    return comfy.samplers.calculate_sigmas(sampling, SCHEDULER, int(steps)).cpu().float()
+
+
+def sampling_sigmas(model, steps: int, strength: float) -> torch.Tensor:
+    """The sampling grid for (steps, strength): the full grid less its first steps − ⌊steps·strength⌋ levels."""
+    check_steps_strength(steps, strength)
+    return full_grid(model, steps)[first_step_index(steps, strength):]
+
+
+def inversion_sigmas(model, steps: int, strength: float, to_terminal: bool) -> torch.Tensor:
+    """Ascending sigmas inversion visits: 0 up to the sampling start, or up to σ_max when ``to_terminal``."""
+    grid = full_grid(model, steps) if to_terminal else sampling_sigmas(model, steps, strength)
+    return grid.flip(0)
+
+
+class Progress:
+    """ComfyUI's progress bar over ``total`` steps, with its cancel checked at every step."""
+
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(int(total))
+
+    @staticmethod
+    def check_cancel() -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    def step(self) -> None:
+        self.bar.update(1)
+        self.check_cancel()
+
+
+class FlowInversion(comfy.samplers.Sampler):
+    """A SAMPLER that marches the clean latent up an ascending sigma grid (deterministic flow inversion).
+
+    Move i takes x from σ_i to σ_{i+1} along the velocity the model gives at σ_{i+1}:
+    u = (x − D(x, σ_{i+1}))/σ_{i+1}, read at σ_i's level; one model pass per step.
+    """
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        ones = latent_image.new_ones([latent_image.shape[0]])
+        options = {"model_options": extra_args["model_options"], "seed": extra_args.get("seed")}
+        values = [float(s) for s in sigmas]
+
+        def predict(x, i):
+            self.progress.check_cancel()
+            sigma_to = values[i + 1]
+            denoised = model_wrap(x, sigmas[i + 1] * ones, **options)
+            velocity = (x - denoised) / sigma_to
+            return levels.from_velocity(x, velocity, levels.flow_level(values[i]))
+
+        targets = [levels.flow_level(s) for s in values[1:]]
+        return levels.march(latent_image, targets, predict, lambda i, x: self.progress.step())
+
+
+def invert(model, positive, samples: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Invert LATENT samples [B, C, T, h, w] up ``sigmas`` (ascending from 0) with the I2V conditioning ``positive``.
+
+    No classifier-free guidance (one pass per step). Returns the inverted latent in LATENT space.
+    """
+    guider = comfy.samplers.CFGGuider(model)
+    guider.inner_set_conds({"positive": positive})
+    guider.set_cfg(1.0)
+    progress = Progress(len(sigmas) - 1)
+    zeros = torch.zeros_like(samples, dtype=torch.float32)
+    inverted = guider.sample(zeros, samples.float(), FlowInversion(progress), sigmas, disable_pbar=True, seed=0)
+    return inverted.to(comfy.model_management.intermediate_device())
+
+
+class KRNRNoise:
+    """A NOISE whose sampler start is the K-RNR latent: noise_scaling(σ_0, n, L) = (1−σᵏ)·x0 + σᵏ·ε at σ = σ_0.
+
+    ``start``: the K-RNR latent in the model's space [B, C, T, h, w]; ``sigma0``: sigmas[0] of the grid
+    it is sampled on (float32, as the sampler sees it). For the LATENT L the sampler is given, n solves
+    σ_0·n + (1−σ_0)·L = start in float64; the sampler's float32 arithmetic then lands within one or two
+    float32 steps of ``start`` (fl(σ_0·n) + fl((1−σ_0)·L) does not reach every float32, so no n can be
+    exact everywhere).
+    """
+
+    def __init__(self, model, start: torch.Tensor, sigma0: torch.Tensor, seed: int):
+        self.model = model
+        self.start = start.float().cpu()
+        self.sigma0 = sigma0.float().cpu().reshape(())
+        self.seed = int(seed)
+
+    def generate_noise(self, input_latent: dict) -> torch.Tensor:
+        latent = input_latent["samples"]
+        if tuple(latent.shape) != tuple(self.start.shape):
+            raise InverseDVSError(
+                f"K-RNR Noise: the sampler's LATENT is {tuple(latent.shape)} but the K-RNR latent is "
+                f"{tuple(self.start.shape)}; give the sampler the warped video's LATENT (or WanImageToVideo's) of "
+                "the same size."
+            )
+        keep = (1.0 - self.sigma0) * to_model_space(self.model, latent).cpu()
+        return ((self.start.double() - keep.double()) / self.sigma0.double()).float()
+
+
+def krnr_start(x0: torch.Tensor, eps: torch.Tensor, sigma0: float, k: int) -> torch.Tensor:
+    """ε⁽ᵏ⁾ at flow level σ_0 (x0, eps in the model's space, [B, C, T, h, w])."""
+    return krnr_closed_form(x0.float(), eps.float(), levels.flow_level(float(sigma0)), int(k))
+
+
+class PositionGuider(comfy.samplers.CFGGuider):
+    """A GUIDER with per-position classifier-free guidance on the latent grid.
+
+    Denoised = uncond + w·(cond − uncond), w = ``guidance`` (or its dynamic schedule) where ``unseen``
+    ([T, h, w] bool) and ``preservation`` elsewhere; mixing denoised predictions with weights that sum to
+    one is the same as mixing flow velocities. With every weight 1 only the positive pass runs.
+    """
+
+    def set_guidance(self, unseen: torch.Tensor, guidance: float, preservation: float, dynamic: bool) -> None:
+        self.unseen = unseen.bool()
+        self.guidance, self.preservation, self.dynamic = float(guidance), float(preservation), bool(dynamic)
+
+    def uniform(self) -> bool:
+        return not self.dynamic and self.guidance == 1.0 and self.preservation == 1.0
+
+    def unseen_weight(self, sigma: torch.Tensor, model_options: dict) -> float:
+        if not self.dynamic:
+            return self.guidance
+        sampling = self.model_patcher.get_model_object("model_sampling")
+        grid = model_options.get("transformer_options", {}).get("sample_sigmas")
+        steps = len(grid) - 1 if grid is not None else 1
+        return ddim.dynamic_guidance(self.guidance, float(sampling.timestep(sigma.reshape(-1)[0])), steps)
+
+    def predict_noise(self, x, timestep, model_options={}, seed=None):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if tuple(x.shape[2:]) != tuple(self.unseen.shape):
+            raise InverseDVSError(
+                f"InverseDVS guider: the latent grid is {tuple(x.shape[2:])} but the unseen mask is "
+                f"{tuple(self.unseen.shape)}; use the latent_unseen mask made for the same video."
+            )
+        positive, negative = self.conds.get("positive"), self.conds.get("negative")
+        if self.uniform() and not model_options.get("disable_cfg1_optimization", False):
+            negative = None
+        cond, uncond = comfy.samplers.calc_cond_batch(self.inner_model, [positive, negative], x, timestep,
+                                                      model_options)
+        if negative is None:
+            weight = 1.0
+        else:
+            unseen = self.unseen.to(x.device)
+            weight = torch.where(unseen, self.unseen_weight(timestep, model_options), self.preservation)
+            weight = weight.to(x.dtype)[None, None]
+        return comfy.samplers.cfg_function(self.inner_model, cond, uncond, weight, x, timestep,
+                                           model_options=model_options, cond=positive, uncond=negative)
+
+
+def make_guider(model, positive, negative, unseen: torch.Tensor, guidance: float, preservation: float,
+                dynamic: bool) -> PositionGuider:
+    guider = PositionGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_guidance(unseen, guidance, preservation, dynamic)
+    return guider
+
+
+def sampler():
+    """Core's Euler sampler: the deterministic move between flow levels."""
+    return comfy.samplers.sampler_object(SAMPLER)
+
+
+def sample_advanced(noise, guider, sigmas: torch.Tensor, latent: dict) -> dict:
+    """What core's SamplerCustomAdvanced does with these pieces (its own node, so both give the same bits)."""
+    from comfy_extras.nodes_custom_sampler import SamplerCustomAdvanced
+
+    return SamplerCustomAdvanced().sample(noise, guider, sampler(), sigmas, latent)[0]

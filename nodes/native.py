@@ -1,0 +1,316 @@
+"""The method on ComfyUI's own flow video models (Wan 2.x image-to-video), in core's vocabulary.
+
+Core's loaders give MODEL / VAE / CLIP, core's VAEEncode the warped video's LATENT, core's
+WanImageToVideo the image-conditioned CONDITIONING. These nodes add what core lacks: an inversion,
+SLM on LATENTs, and a NOISE (the K-RNR start), a GUIDER (per-position guidance) and SIGMAS for
+core's SamplerCustomAdvanced or any sampler that takes them; Sample (Wan) wires all of it.
+Nothing here imports ComfyUI at load time; the backend does, when a node runs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InverseDVSError
+from ..krnr.noise_init import seeded_generator
+from . import _validate
+from .diffusion import (DEFAULT_GUIDANCE, DEFAULT_K, DEFAULT_PRESERVATION, DEFAULT_SEED, DEFAULT_STEPS,
+                        DEFAULT_STRENGTH, INVERSION_ENDS, MAX_K, MAX_SEED, SLM_SCOPES, latent_masks)
+
+CATEGORY = "InverseDVS/native"
+# Inversion of the native path: to the sampling start is what reconstructs with k = 0.
+DEFAULT_NATIVE_INVERSION_END = INVERSION_ENDS[0]
+# A start sigma the noise was inverted for and the grid a sampler is given must agree this closely.
+SIGMA_MATCH = 1e-6
+
+_MODEL = ("MODEL", {"tooltip": "The video model from core's Load Diffusion Model (Wan 2.1 / 2.2 image-to-video), "
+                               "with any LoRA or patch nodes in between."})
+_VAE = ("VAE", {"tooltip": "The model's VAE (core's Load VAE); its compression sets the latent grid of the mask."})
+_MASK = ("MASK", {"tooltip": "Hole mask from Forward Warp (1 = not seen), same frames and size as the warped video."})
+_CLEAN = ("LATENT", {"tooltip": "The warped video encoded by core's VAE Encode."})
+_INVERTED = ("LATENT", {"tooltip": "The inverted noise from Invert (InverseDVS, native)."})
+_STEPS = ("INT", {"default": DEFAULT_STEPS, "min": 1, "max": 1000,
+                  "tooltip": "Steps of the sigma grid; use the same value for inversion and sampling."})
+_STRENGTH = ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.01, "max": 1.0, "step": 0.01,
+                       "tooltip": "Where sampling starts on the grid (1.0 = pure noise; 0.98 skips the first "
+                                  "step); use the same value for inversion and sampling."})
+_SEED = ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
+                 "tooltip": "Seed of SLM's random draws (and of stochastic samplers)."})
+_SCOPE = (SLM_SCOPES, {"default": SLM_SCOPES[0],
+                       "tooltip": "Where SLM draws fill values from: tensor = anywhere in the latent (the "
+                                  "reference's), channel = the same channel, frame = the same channel and latent "
+                                  "frame."})
+_K = ("INT", {"default": DEFAULT_K, "min": 0, "max": MAX_K,
+              "tooltip": "K-RNR order: the start is (1−σᵏ)·x0 + σᵏ·ε at the start sigma σ; 0 starts from the "
+                         "inverted noise itself."})
+_GUIDANCE = ("FLOAT", {"default": DEFAULT_GUIDANCE, "min": 0.0, "max": 30.0, "step": 0.5,
+                       "tooltip": "Classifier-free guidance in unseen latent cells."})
+_PRESERVATION = ("FLOAT", {"default": DEFAULT_PRESERVATION, "min": 0.0, "max": 30.0, "step": 0.5,
+                           "tooltip": "Guidance in visible cells (1.0 = the prompt only, no push)."})
+_DYNAMIC = ("BOOLEAN", {"default": True,
+                        "tooltip": "The reference's dynamic (cosine) guidance schedule in unseen cells, on the "
+                                   "model's timestep (1000·σ for Wan)."})
+
+
+def _backend():
+    from ..backend import comfy_native
+
+    return comfy_native
+
+
+def _check_model_latent(model, latent, node: str, name: str) -> torch.Tensor:
+    """A video LATENT whose channels are the MODEL's latent channels; returns its samples."""
+    samples = _validate.check_latent(latent, node, name=name)
+    channels = int(model.get_model_object("latent_format").latent_channels)
+    if samples.shape[1] != channels:
+        raise InverseDVSError(
+            f"{node}: {name} has {samples.shape[1]} channels but this model's latents have {channels}; encode the "
+            "warped video with this model's VAE (core's VAE Encode)."
+        )
+    return samples
+
+
+def _clean_and_noise(model, clean, noise, node: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The samples of the clean latent and the inverted noise: the model's channels, one shape."""
+    x_samples = _check_model_latent(model, clean, node, "clean")
+    eps_samples = _check_model_latent(model, noise, node, "noise")
+    if x_samples.shape != eps_samples.shape:
+        raise InverseDVSError(
+            f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps_samples.shape)} differ; invert the "
+            "latent you connect as 'clean'."
+        )
+    return x_samples, eps_samples
+
+
+class NativeInvert:
+    """Flow inversion of the warped video's LATENT with the image condition (one model pass per step)."""
+
+    DISPLAY_NAME = "Invert (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "invert"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("noise",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": _MODEL,
+                "positive": ("CONDITIONING", {"tooltip": "WanImageToVideo's positive output, made from an empty "
+                                                         "prompt and the first warped frame as start image."}),
+                "latent": _CLEAN,
+                "steps": _STEPS,
+                "strength": _STRENGTH,
+                "inversion_end": (INVERSION_ENDS, {
+                    "default": DEFAULT_NATIVE_INVERSION_END,
+                    "tooltip": "sampling_start (default): invert up to the sigma sampling starts from (with k = 0 "
+                               "sampling then reconstructs the input). terminal: up to σ = 1, where the result is "
+                               "the model's noise and forgets the input (K-RNR re-injects it)."}),
+            }
+        }
+
+    def invert(self, model, positive, latent, steps, strength, inversion_end):
+        node = self.DISPLAY_NAME
+        native = _backend()
+        native.check_flow_model(model, node)
+        samples = _check_model_latent(model, latent, node, "latent")
+        steps = _validate.check_steps(steps, node)
+        strength = _validate.check_strength(strength, node)
+        if inversion_end not in INVERSION_ENDS:
+            raise InverseDVSError(f"{node}: inversion_end must be one of {', '.join(INVERSION_ENDS)}.")
+        sigmas = native.inversion_sigmas(model, steps, strength, inversion_end == INVERSION_ENDS[1])
+        noise = native.invert(model, positive, samples, sigmas)
+        start = float(native.sampling_sigmas(model, steps, strength)[0])
+        info = {"steps": steps, "strength": strength, "start_sigma": start, "end_sigma": float(sigmas[-1])}
+        return ({"samples": noise, "inversion": info},)
+
+
+class NativeModulate:
+    """SLM on core LATENTs: unseen cells of the clean latent and the inverted noise filled from visible cells."""
+
+    DISPLAY_NAME = "Stochastic Latent Modulation (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "modulate"
+    RETURN_TYPES = ("LATENT", "LATENT", "MASK")
+    RETURN_NAMES = ("clean", "noise", "latent_unseen")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": _MODEL,
+                "vae": _VAE,
+                "clean": _CLEAN,
+                "noise": _INVERTED,
+                "mask": _MASK,
+                "seed": _SEED,
+            },
+            "optional": {"scope": _SCOPE},
+        }
+
+    def modulate(self, model, vae, clean, noise, mask, seed, scope=SLM_SCOPES[0]):
+        from ..slm.modulate import stochastic_latent_modulation
+
+        node = self.DISPLAY_NAME
+        native = _backend()
+        native.check_flow_model(model, node)
+        x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
+        if scope not in SLM_SCOPES:
+            raise InverseDVSError(f"{node}: scope must be one of {', '.join(SLM_SCOPES)}.")
+        temporal, spatial = native.vae_factors(vae, node)
+        _, unseen, fully = latent_masks(mask, x_samples, node, temporal, spatial)
+        x0, eps = native.to_model_space(model, x_samples), native.to_model_space(model, eps_samples)
+        x0, eps = stochastic_latent_modulation(x0, eps, unseen, fully, seeded_generator(seed), scope)
+        clean_out = dict(clean, samples=native.to_latent_space(model, x0), slm=True, slm_seed=int(seed))
+        noise_out = dict(noise, samples=native.to_latent_space(model, eps), slm=True, slm_seed=int(seed))
+        return (clean_out, noise_out, unseen.float())
+
+
+class NativeSigmas:
+    """SIGMAS of the method: the model's grid of ``steps`` steps, started at ``strength``."""
+
+    DISPLAY_NAME = "Sigmas (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "sigmas"
+    RETURN_TYPES = ("SIGMAS",)
+    RETURN_NAMES = ("sigmas",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": _MODEL, "steps": _STEPS, "strength": _STRENGTH}}
+
+    def sigmas(self, model, steps, strength):
+        node = self.DISPLAY_NAME
+        native = _backend()
+        native.check_flow_model(model, node)
+        return (native.sampling_sigmas(model, _validate.check_steps(steps, node),
+                                       _validate.check_strength(strength, node)),)
+
+
+class NativeKRNRNoise:
+    """NOISE for core's samplers whose start is the K-RNR latent (1−σᵏ)·x0 + σᵏ·ε at the grid's first sigma."""
+
+    DISPLAY_NAME = "K-RNR Noise (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "noise"
+    RETURN_TYPES = ("NOISE",)
+    RETURN_NAMES = ("noise",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": _MODEL,
+                "clean": ("LATENT", {"tooltip": "The clean latent from Stochastic Latent Modulation (native)."}),
+                "noise": ("LATENT", {"tooltip": "The inverted noise from Stochastic Latent Modulation (native)."}),
+                "sigmas": ("SIGMAS", {"tooltip": "The grid the sampler runs (Sigmas (InverseDVS, native)); K-RNR is "
+                                                 "taken at its first sigma."}),
+                "k": _K,
+            }
+        }
+
+    def noise(self, model, clean, noise, sigmas, k):
+        node = self.DISPLAY_NAME
+        native = _backend()
+        native.check_flow_model(model, node)
+        x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
+        if not (clean.get("slm") and noise.get("slm")):
+            raise InverseDVSError(
+                f"{node}: connect the clean and noise outputs of Stochastic Latent Modulation (InverseDVS, native); "
+                "K-RNR starts from the modulated latents."
+            )
+        if int(k) < 0:
+            raise InverseDVSError(f"{node}: k = {k}; the K-RNR order must be 0 or more.")
+        if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or sigmas.numel() < 2:
+            raise InverseDVSError(f"{node}: sigmas must be a grid of at least one step (SIGMAS).")
+        sigma0 = sigmas[0].float()
+        inv = noise.get("inversion")
+        if inv is not None and abs(float(sigma0) - inv["start_sigma"]) > SIGMA_MATCH:
+            raise InverseDVSError(
+                f"{node}: the noise was inverted for a sampling start at σ = {inv['start_sigma']:.6f} (steps "
+                f"{inv['steps']}, strength {inv['strength']}) but the sigmas start at σ = {float(sigma0):.6f}. Use "
+                "the same steps and strength for Invert and Sigmas."
+            )
+        x0 = native.to_model_space(model, x_samples)
+        eps = native.to_model_space(model, eps_samples)
+        start = native.krnr_start(x0, eps, float(sigma0), int(k))
+        return (native.KRNRNoise(model, start, sigma0, clean.get("slm_seed", DEFAULT_SEED)),)
+
+
+class NativeGuider:
+    """GUIDER with per-position guidance: guidance (dynamic schedule) in unseen cells, preservation in visible ones."""
+
+    DISPLAY_NAME = "Guider (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "guider"
+    RETURN_TYPES = ("GUIDER",)
+    RETURN_NAMES = ("guider",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": _MODEL,
+                "positive": ("CONDITIONING", {"tooltip": "WanImageToVideo's positive output (your prompt, first "
+                                                         "warped frame as start image)."}),
+                "negative": ("CONDITIONING", {"tooltip": "WanImageToVideo's negative output."}),
+                "latent_unseen": ("MASK", {"tooltip": "Unseen latent cells from Stochastic Latent Modulation "
+                                                      "(native), [latent frames, height, width]."}),
+                "guidance": _GUIDANCE,
+                "preservation": _PRESERVATION,
+                "dynamic_guidance": _DYNAMIC,
+            }
+        }
+
+    def guider(self, model, positive, negative, latent_unseen, guidance, preservation, dynamic_guidance):
+        node = self.DISPLAY_NAME
+        native = _backend()
+        native.check_flow_model(model, node)
+        unseen = _validate.check_mask(latent_unseen, "latent_unseen", node) > 0.5
+        _validate.check_range(guidance, 0.0, 100.0, "guidance", node)
+        _validate.check_range(preservation, 0.0, 100.0, "preservation", node)
+        return (native.make_guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance),)
+
+
+class NativeSample:
+    """The whole sampling side in one node: SLM, K-RNR Noise, Guider, Sigmas and core's SamplerCustomAdvanced (Euler)."""
+
+    DISPLAY_NAME = "Sample (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "sample"
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": _MODEL,
+                "vae": _VAE,
+                "positive": NativeGuider.INPUT_TYPES()["required"]["positive"],
+                "negative": NativeGuider.INPUT_TYPES()["required"]["negative"],
+                "clean": _CLEAN,
+                "noise": _INVERTED,
+                "mask": _MASK,
+                "steps": _STEPS,
+                "strength": _STRENGTH,
+                "k": _K,
+                "guidance": _GUIDANCE,
+                "preservation": _PRESERVATION,
+                "dynamic_guidance": _DYNAMIC,
+                "seed": _SEED,
+            },
+            "optional": {"scope": _SCOPE},
+        }
+
+    def sample(self, model, vae, positive, negative, clean, noise, mask, steps, strength, k, guidance, preservation,
+               dynamic_guidance, seed, scope=SLM_SCOPES[0]):
+        clean_m, noise_m, unseen = NativeModulate().modulate(model, vae, clean, noise, mask, seed, scope)
+        (sigmas,) = NativeSigmas().sigmas(model, steps, strength)
+        (start,) = NativeKRNRNoise().noise(model, clean_m, noise_m, sigmas, k)
+        (guider,) = NativeGuider().guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance)
+        out = _backend().sample_advanced(start, guider, sigmas, {"samples": clean["samples"]})
+        return ({"samples": out["samples"]},)
+
+
+NODES = (NativeInvert, NativeModulate, NativeSigmas, NativeKRNRNoise, NativeGuider, NativeSample)

@@ -1,0 +1,113 @@
+"""The real ComfyUI, in-process, for the host tests of the native (Wan) path, and tiny Wan models built with
+core's own classes.
+
+    COMFYUI_DIR=/path/to/ComfyUI <ComfyUI's python> -m pytest -m host tests/test_native_*.py
+
+``import_comfy()`` puts ``$COMFYUI_DIR`` on ``sys.path`` and parses core's arguments as ``--cpu``;
+tests skip when COMFYUI_DIR is unset or core cannot be imported with this Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
+HOST_REASON = "set COMFYUI_DIR to a ComfyUI checkout (and run with its Python) for the native-model tests"
+HOST_MARKS = [
+    pytest.mark.host,
+    pytest.mark.skipif(not COMFYUI_DIR or not os.path.isfile(os.path.join(COMFYUI_DIR, "main.py")),
+                       reason=HOST_REASON),
+]
+
+# A tiny Wan 2.1 image-to-video transformer (3.0 M parameters; core sizes heads as dim // 128).
+WAN21_I2V = dict(model_type="i2v", in_dim=36, dim=128, ffn_dim=256, freq_dim=256, num_heads=1, num_layers=2,
+                 out_dim=16, text_dim=4096)
+# Text length of the tiny conditionings (umt5's width 4096, as Wan's text_dim)
+TEXT_TOKENS = 8
+WEIGHT_SCALE = 0.02
+
+
+def import_comfy():
+    """Core's modules, importable in this process (``--cpu``); skips the test when they are not."""
+    if not COMFYUI_DIR:
+        pytest.skip(HOST_REASON)
+    if COMFYUI_DIR not in sys.path:
+        sys.path.insert(0, COMFYUI_DIR)
+    saved = sys.argv
+    sys.argv = [saved[0], "--cpu"]
+    try:
+        import comfy.options
+
+        comfy.options.enable_args_parsing()
+        import comfy.cli_args  # noqa: F401  (parses --cpu once)
+        import comfy.model_management
+        import comfy.samplers
+        import comfy.sd  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"ComfyUI is not importable with this Python ({err}); use ComfyUI's own Python")
+    finally:
+        sys.argv = saved
+    return comfy
+
+
+def save_tiny_wan(path: str, seed: int = 0, **overrides) -> str:
+    """A random WanModel of core's own class, saved as safetensors at ``path`` (weights N(0, 0.02²), norms 1)."""
+    import safetensors.torch
+    import comfy.ops
+    from comfy.ldm.wan.model import WanModel
+
+    config = dict(WAN21_I2V, **overrides)
+    model = WanModel(operations=comfy.ops.disable_weight_init, **config)
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, tensor in model.state_dict().items():
+        if "norm" in name and name.endswith("weight"):
+            state[name] = torch.ones(tensor.shape)
+        else:
+            state[name] = torch.randn(tensor.shape, generator=gen) * WEIGHT_SCALE
+    safetensors.torch.save_file(state, path)
+    return path
+
+
+def wan21_vae(seed: int = 0):
+    """Core's Wan 2.1 VAE (full size, 127 M parameters) with seeded random weights: N(0, 1/fan_in), norms 1, biases 0.
+
+    Core builds it with uninitialised parameters, so the state dict is filled here before loading.
+    """
+    import comfy.ops  # noqa: F401
+    import comfy.sd
+    from comfy.ldm.wan.vae import WanVAE
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, tensor in WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                               temperal_downsample=[False, True, True], dropout=0.0).state_dict().items():
+        if name.endswith("gamma") or "norm" in name:
+            state[name] = torch.ones(tensor.shape)
+        elif name.endswith("bias") or tensor.ndim < 2:
+            state[name] = torch.zeros(tensor.shape)
+        else:
+            fan_in = tensor[0].numel()
+            state[name] = torch.randn(tensor.shape, generator=gen) / fan_in**0.5
+    return comfy.sd.VAE(sd=state)
+
+
+def text_conditioning(seed: int, tokens: int = TEXT_TOKENS, width: int = 4096):
+    """A CONDITIONING of one random prompt embedding [1, tokens, width]."""
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, width, generator=gen), {}]]
+
+
+def image_conditioning(conditioning, latent: torch.Tensor):
+    """What core's WanImageToVideo adds for a start frame: concat_latent_image and concat_mask (0 on frame 0)."""
+    import node_helpers
+
+    mask = torch.ones(1, 1, *latent.shape[2:])
+    mask[:, :, :1] = 0.0
+    image = latent.clone()
+    image[:, :, 1:] = 0.0
+    return node_helpers.conditioning_set_values(conditioning, {"concat_latent_image": image, "concat_mask": mask})
