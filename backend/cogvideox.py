@@ -120,6 +120,19 @@ def check_folder_files(folder: str) -> list[str]:
     return denoiser
 
 
+def device_bytes(folder: str, policy: str) -> int:
+    """Device memory the transformer and VAE weights take under ``policy`` (from their files' sizes):
+    both for ``resident``, the larger of the two when each comes to the device in turn, the VAE and a
+    transformer block or so when blocks stream. What the loader asks ComfyUI to make room for."""
+    parts = {part: sum(os.path.getsize(p) for p in glob.glob(os.path.join(folder, part, "*.safetensors")))
+             for part in ("transformer", "vae")}
+    if policy == "resident":
+        return parts["transformer"] + parts["vae"]
+    if policy == "model_offload":
+        return max(parts.values())
+    return parts["vae"]
+
+
 def check_image_to_video(folder: str) -> None:
     """Refuse a transformer config that is not image-to-video (input channels = 2 × latent channels)."""
     cfg = read_part_config(folder, "transformer")

@@ -162,12 +162,11 @@ def throw_if_interrupted() -> None:
 
 
 def free_host_memory(bytes_needed: int = 0) -> None:
-    """Ask ComfyUI to unload its own models so ours fit; empty the CUDA cache either way."""
+    """Ask ComfyUI for ``bytes_needed`` bytes of device room (it evicts only as many of its models as
+    that takes, never all of them); empty the CUDA cache either way."""
     if _mm is not None:
         if bytes_needed > 0:
             _mm.free_memory(bytes_needed, _mm.get_torch_device())
-        else:
-            _mm.unload_all_models()
         _mm.soft_empty_cache()
     elif torch.cuda.is_available():
         torch.cuda.empty_cache()

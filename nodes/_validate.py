@@ -355,7 +355,7 @@ def out_of_memory_as_error(node: str, stage: str, low_vram_option: str, needed_b
         del err
     if asked is None:
         return
-    _host.free_host_memory()
+    _host.free_host_memory(int(needed_bytes or 0))
     device = torch.device(device) if device is not None else _host.torch_device()
     need = ""
     if needed_bytes:

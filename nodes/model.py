@@ -163,7 +163,7 @@ class LoadVideoModel:
 
     def load(self, model_folder, dtype, memory, lora=NO_LORA, lora_strength=1.0, compile_transformer=True,
              keep_text_encoder=True):
-        from ..backend.cogvideox import check_model_folder, load_cogvideox
+        from ..backend.cogvideox import check_model_folder, device_bytes, load_cogvideox
 
         node = self.DISPLAY_NAME
         folder = check_model_folder(_host.resolve_model_path(VIDEO_KIND, model_folder), model_folder,
@@ -181,7 +181,7 @@ class LoadVideoModel:
             previous.release()
             previous.release_text_encoder()  # its 9.5 GB of RAM; read again if that model is used again
             _CURRENT["model"] = None
-        _host.free_host_memory()
+        _host.free_host_memory(device_bytes(folder, memory))  # room from ComfyUI, its other models kept if they fit
         from ..backend.accel import speed_up_transformer
 
         def speed_up(transformer):  # a no-op without CUDA

@@ -151,3 +151,51 @@ def test_repeated_runs_do_not_grow_memory(tmp_path):
         if torch.cuda.is_available():
             assert row[3] <= warm[3]
     assert len(list((tmp_path / "output" / "repeat").iterdir())) == REPEATS
+
+
+class _CoreMemory:
+    """Stands in for comfy.model_management: records what the pack asks of it."""
+
+    def __init__(self):
+        self.freed, self.unloaded_all = [], False
+
+    def free_memory(self, bytes_needed, device):
+        self.freed.append(int(bytes_needed))
+
+    def unload_all_models(self):
+        self.unloaded_all = True
+
+    def soft_empty_cache(self):
+        pass
+
+    def get_torch_device(self):
+        return torch.device("cpu")
+
+    def throw_exception_if_processing_interrupted(self):
+        pass
+
+
+@pytest.mark.parametrize("policy", ["resident", "model_offload"])
+def test_loading_asks_comfyui_for_room_and_never_evicts_everything(monkeypatch, policy):
+    """Load Video Model asks core's memory manager for its weights' size; the user's other models stay."""
+    import glob
+    import os
+
+    from inversedvs.nodes import _host
+
+    from _pipeline import comfy_folders, scratch_root
+
+    core = _CoreMemory()
+    monkeypatch.setattr(_host, "_mm", core)
+    with comfy_folders(scratch_root()):
+        from inversedvs.nodes.model import LoadVideoModel
+
+        model = LoadVideoModel().load("tiny", "fp32", policy, compile_transformer=False)[0]
+    sizes = {part: sum(os.path.getsize(p) for p in glob.glob(os.path.join(model.folder, part, "*.safetensors")))
+             for part in ("transformer", "vae")}
+    expected = sum(sizes.values()) if policy == "resident" else max(sizes.values())
+    assert core.freed == [expected] and not core.unloaded_all
+    with pytest.raises(InverseDVSError):
+        with _validate.out_of_memory_as_error("Sample", "sampling", "x", needed_bytes=5 * GIB, device="cpu"):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
+    assert core.freed[-1] == 5 * GIB and not core.unloaded_all
