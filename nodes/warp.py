@@ -90,6 +90,12 @@ class ForwardWarp:
                                         camera_path.source_intrinsics(height, width),
                                         camera_path.target_intrinsics(height, width), int(dilate_holes))
             _validate.check_finite_result(warped, "the warped video", node, FAR_PATH_HINT)
+            empty = (mask >= 0.5).flatten(1).all(1).nonzero().flatten().tolist()
+            if empty:
+                raise InverseDVSError(
+                    f"{node}: nothing of the video is visible from the path's camera at frame {empty[0]} "
+                    f"({len(empty)} frame(s) are all holes): the camera moved behind the scene or far away from it. "
+                    + FAR_PATH_HINT)
         return (warped.to(images.device), mask.to(images.device))
 
 
