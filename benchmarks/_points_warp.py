@@ -25,11 +25,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Shared with the current warp (the pack must be loaded first, as bench_warp.py does).
+from inversedvs.warp.splat import MIN_Z, finish, reproject_video
+
 # Depth weighting of the reference: weight = exp(-SHARPNESS · log(1+z) / max log(1+z)).
 DEPTH_WEIGHT_SHARPNESS = 50.0
 DEPTH_WEIGHT_MAX_Z = 1000.0
-# Points closer to the target camera than this (along z) are dropped (behind or at the camera).
-MIN_Z = 1e-6
 # A target pixel is a hole when the bilinear weights it received sum to less than this. A pixel
 # covered by its source surface receives about 1; pixels only grazed by a neighbour's footprint
 # stay holes instead of being smeared over.
@@ -47,43 +48,6 @@ GAP_DEPTH_TOLERANCE = 0.1
 # float32 round-off (e.g. every point of an identity move) gives that pixel all its weight and its
 # neighbours exactly none (a tiny bilinear share times a large near-surface weight would show).
 SNAP = 1024.0
-
-
-def separable_rays(height: int, width: int, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised ray coordinates of every pixel centre for a pinhole K [3, 3] without skew:
-    x̂ = (u - cx) / fx as [1, 1, W] and ŷ = (v - cy) / fy as [1, H, 1] (the ray is (x̂, ŷ, 1))."""
-    u = torch.arange(width, device=K.device, dtype=K.dtype)
-    v = torch.arange(height, device=K.device, dtype=K.dtype)
-    return ((u - K[0, 2]) / K[0, 0]).view(1, 1, width), ((v - K[1, 2]) / K[1, 1]).view(1, height, 1)
-
-
-def projection_matrices(transforms: torch.Tensor, K_target: torch.Tensor) -> torch.Tensor:
-    """P = K_target · [R | t] [F, 3, 4]: source-camera points → homogeneous target pixels.
-
-    transforms [F, 4, 4] source camera → target camera, K_target [F, 3, 3] or [3, 3].
-    """
-    K = K_target.expand(transforms.shape[0], 3, 3)
-    return K @ transforms[:, :3, :]
-
-
-def reproject(depth: torch.Tensor, K_source: torch.Tensor, transforms: torch.Tensor,
-              K_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Where every source pixel lands in its target camera.
-
-    depth [F, H, W] (z in the source camera), K_source [3, 3] (no skew), transforms [F, 4, 4],
-    K_target [F, 3, 3] or [3, 3]. With X = d·(x̂, ŷ, 1) and P = K_target·[R | t]:
-    (u·z, v·z, z) = P·(X, 1). Returns u (column), v (row), z, each [F, H, W].
-    """
-    f, h, w = depth.shape
-    x_hat, y_hat = separable_rays(h, w, K_source.to(depth))
-    P = projection_matrices(transforms.to(depth), K_target.to(depth)).view(f, 3, 4, 1, 1)
-
-    def row(i):  # d · (P[i,0] x̂ + P[i,1] ŷ + P[i,2]) + P[i,3]
-        return torch.addcmul(P[:, i, 3], depth, P[:, i, 0] * x_hat + (P[:, i, 1] * y_hat + P[:, i, 2]))
-
-    z = row(2)
-    inv_z = 1.0 / z.clamp_min(MIN_Z)
-    return row(0).mul_(inv_z), row(1).mul_(inv_z), z
 
 
 def depth_weights(z: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -175,29 +139,10 @@ def fill_gaps(values: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, t
     return values, seen
 
 
-def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
-    """Holes [F, H, W] (1 = hole) grown by ``pixels`` in every direction (square neighbourhood)."""
-    if pixels <= 0:
-        return mask
-    return F.max_pool2d(mask.unsqueeze(1), kernel_size=2 * pixels + 1, stride=1, padding=pixels).squeeze(1)
-
-
 def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K_source: torch.Tensor,
                  K_target: torch.Tensor, dilate: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Warp every frame into its target camera.
-
-    images [F, H, W, C] (0..1), depth [F, H, W] (z in the source camera; pixels with depth ≤ 0 are
-    skipped), transforms [F, 4, 4] source camera → target camera, K_source [3, 3] (no skew),
-    K_target [F, 3, 3] or [3, 3]. Computes in float32 on images' device.
-    Returns warped [F, H, W, C] (0 in holes) and the hole mask [F, H, W] (1 = not seen, 0 = seen),
-    with holes grown by ``dilate`` pixels (the grown part is blanked in the image too).
-    """
-    device = images.device
-    images = images.float()
-    depth = depth.to(device=device, dtype=torch.float32)
-    u, v, z = reproject(depth, K_source.to(device=device, dtype=torch.float32),
-                        transforms.to(device=device, dtype=torch.float32),
-                        K_target.to(device=device, dtype=torch.float32))
+    """The replaced warp; inputs and outputs as ``inversedvs.warp.splat.forward_warp``."""
+    images, depth, (u, v, z) = reproject_video(images, depth, transforms, K_source, K_target)
     valid = (depth > 0) & (z > MIN_Z)
     # The target depth travels as an extra channel: gap filling compares it across a gap.
     accum, weight_sum, coverage = splat_bilinear(torch.cat([images, z.unsqueeze(-1)], -1), u, v,
@@ -206,7 +151,4 @@ def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Te
     splats = accum.div_(weight_sum.clamp_min(torch.finfo(torch.float32).tiny).unsqueeze(-1)).contiguous()
     splats, seen = fill_gaps(splats, seen)
     warped = splats[..., :-1].mul_(seen.unsqueeze(-1))
-    mask = dilate_mask((~seen).float(), dilate)
-    if dilate > 0:
-        warped = warped * (1.0 - mask).unsqueeze(-1)
-    return warped.clamp_(0.0, 1.0), mask
+    return finish(warped, seen, dilate)

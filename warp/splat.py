@@ -62,29 +62,39 @@ def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask.unsqueeze(1), kernel_size=2 * pixels + 1, stride=1, padding=pixels).squeeze(1)
 
 
+def reproject_video(images, depth, transforms, K_source, K_target):
+    """images as float32, depth [F, H, W] as float32 on images' device, and ``reproject``'s (u, v, z)
+    for the transforms [F, 4, 4] and intrinsics (see ``forward_warp``)."""
+    device = images.device
+    depth = depth.to(device=device, dtype=torch.float32)
+    as32 = dict(device=device, dtype=torch.float32)
+    return images.float(), depth, reproject(depth, K_source.to(**as32), transforms.to(**as32), K_target.to(**as32))
+
+
+def finish(warped: torch.Tensor, seen: torch.Tensor, dilate: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The warp's outputs from colours [F, H, W, C] (0 in holes) and seen [F, H, W] bool: the colours
+    clamped to 0..1 and the hole mask (1 = hole) grown by ``dilate`` pixels, blanked in the colours."""
+    mask = dilate_mask((~seen).float(), dilate)
+    if dilate > 0:
+        warped = warped * (1.0 - mask).unsqueeze(-1)
+    return warped.clamp_(0.0, 1.0), mask
+
+
 def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K_source: torch.Tensor,
                  K_target: torch.Tensor, dilate: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp every frame into its target camera.
 
     images [F, H, W, C] (0..1), depth [F, H, W] (z in the source camera; pixels with depth ≤ 0 are
     skipped), transforms [F, 4, 4] source camera → target camera, K_source [3, 3] (no skew),
-    K_target [F, 3, 3] or [3, 3]. Computes in float32 on images' device (edge tests in float64).
+    K_target [F, 3, 3] or [3, 3]. Computes in float32 on images' device.
     Returns warped [F, H, W, C] (0 in holes) and the hole mask [F, H, W] (1 = not seen, 0 = seen),
     with holes grown by ``dilate`` pixels (the grown part is blanked in the image too).
     """
-    device = images.device
-    images = images.float()
-    depth = depth.to(device=device, dtype=torch.float32)
-    u, v, z = reproject(depth, K_source.to(device=device, dtype=torch.float32),
-                        transforms.to(device=device, dtype=torch.float32),
-                        K_target.to(device=device, dtype=torch.float32))
+    images, depth, (u, v, z) = reproject_video(images, depth, transforms, K_source, K_target)
     valid = (depth > 0) & (z > MIN_Z) & torch.isfinite(u) & torch.isfinite(v)
     sources, weights, seen = raster.rasterize(u, v, 1.0 / z.clamp_min(MIN_Z), depth, valid)
     pixels = raster.padded_pixels(images)
     warped = pixels[sources[..., 0]].mul_(weights[..., 0:1])
     for k in (1, 2):
         warped.addcmul_(pixels[sources[..., k]], weights[..., k:k + 1])
-    mask = dilate_mask((~seen).float(), dilate)
-    if dilate > 0:
-        warped = warped * (1.0 - mask).unsqueeze(-1)
-    return warped.clamp_(0.0, 1.0), mask
+    return finish(warped, seen, dilate)
