@@ -17,14 +17,14 @@ DEVICE_CHOICES = ("auto", "cpu")
 MAX_DILATE = 64
 FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius offset of thousands of orbit radii); "
                  "use radius offsets below 1 (1 puts the camera on the pivot) and moderate moves.")
-# Peak memory of the warp in units of one float32 RGB video of the same size: 10.5 such videos on an
-# H100 (3.64 GiB for 49 frames at 1024x576) before the target depth became a fourth splat channel
-# for gap filling, which raised the CPU peak above the inputs from 8.2 to 10.0 videos (+1.8).
-WARP_MEMORY_COPIES = 13
+# Peak memory of the warp in units of one float32 RGB video of the same size: measured on CPU at
+# 720x480, the peak above the inputs grows by 17.5 such videos per video of frames (12 -> 24 frames:
+# 2.01 -> 2.82 GiB), on top of about 1.2 GiB for one slice of raster candidates (CANDIDATE_CHUNK).
+WARP_MEMORY_COPIES = 18
 
 
 class ForwardWarp:
-    """Re-render every frame from its camera on the path by splatting the pixels with their depth."""
+    """Re-render every frame from its camera on the path: the depth map drawn as a surface (a triangle mesh, torn at occlusion edges), holes where the source never saw."""
 
     DISPLAY_NAME = "Forward Warp (InverseDVS)"
     CATEGORY = "InverseDVS/geometry"
@@ -89,6 +89,12 @@ class ForwardWarp:
                                         camera_path.source_intrinsics(height, width),
                                         camera_path.target_intrinsics(height, width), int(dilate_holes))
             _validate.check_finite_result(warped, "the warped video", node, FAR_PATH_HINT)
+            empty = (mask >= 0.5).flatten(1).all(1).nonzero().flatten().tolist()
+            if empty:
+                raise InverseDVSError(
+                    f"{node}: nothing of the video is visible from the path's camera at frame {empty[0]} "
+                    f"({len(empty)} frame(s) are all holes): the camera moved behind the scene or far away from it. "
+                    + FAR_PATH_HINT)
         return (warped.to(images.device), mask.to(images.device))
 
 

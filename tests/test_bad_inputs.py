@@ -905,7 +905,7 @@ def _(box):
     keyframes("0 0\n0 10000\n0 0")
 
 
-@case("Forward Warp", "a scripted camera path that flies absurdly far (radius offset 1e6)", "NaN or infinite values")
+@case("Forward Warp", "a scripted camera path that flies absurdly far (radius offset 1e6)", "nothing of the video is visible")
 def _(box):
     from inversedvs.warp import trajectory
 

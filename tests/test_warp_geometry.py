@@ -6,15 +6,12 @@ import pytest
 import torch
 
 from inversedvs.warp import camera as cam
-from inversedvs.warp import splat, synthetic
+from inversedvs.warp import raster, splat, synthetic
 from inversedvs.warp.sample import SAMPLE_SCENE, clip_times, sample_clip
 from inversedvs.warp.trajectory import Keyframes, camera_path, preset_keyframes
 
 HEIGHT, WIDTH = 256, 448
 FRAMES = 2  # frame 0 is the anchor (no move), frame 1 the full move with the sphere moved too
-MIN_PSNR_DB = 30.0
-MIN_VISIBLE_IOU = 0.97
-MIN_HOLE_RECALL = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -22,58 +19,108 @@ def clip():
     return sample_clip(FRAMES, HEIGHT, WIDTH)
 
 
-def _warp_and_truth(clip, keys):
-    """Warp the sample clip along ``keys``; render the truth from the same cameras; visibility from the source."""
-    images, depth = clip
+def _warp_and_truth(scene, images, depth, keys):
+    """Warp ``images``/``depth`` (filmed from the camera at rest) along ``keys``; ray-cast the truth
+    from the same target cameras; which target pixels the source camera sees."""
     path = camera_path(keys, FRAMES)
     radius = float(path.orbit_radius(depth.double()))
     K_src, K_tgt = path.source_intrinsics(HEIGHT, WIDTH), path.target_intrinsics(HEIGHT, WIDTH)
     warped, mask = splat.forward_warp(images, depth, path.anchor_to_frame(radius), K_src, K_tgt)
     target_poses = cam.scale_translation(path.world_to_camera, radius)  # world = the camera at rest
     times = clip_times(FRAMES)
-    truth = synthetic.render(SAMPLE_SCENE, target_poses, K_tgt, HEIGHT, WIDTH, times)
+    truth = synthetic.render(scene, target_poses, K_tgt, HEIGHT, WIDTH, times)
     source_poses = torch.eye(4, dtype=torch.float64).expand(FRAMES, 4, 4)
-    visible = synthetic.visible_from(SAMPLE_SCENE, truth["points"], source_poses, K_src, HEIGHT, WIDTH, times)
+    visible = synthetic.visible_from(scene, truth["points"], source_poses, K_src, HEIGHT, WIDTH, times)
     return warped, mask, truth["image"].float(), visible
 
 
 def _scores(warped, mask, truth, visible):
-    """PSNR on co-visible pixels, IoU of the visible regions, hole recall — on the moved frames only
-    (frame 0 is the anchor, where the warp is the identity)."""
+    """On the moved frames only (frame 0 is the anchor, where the warp is the identity): PSNR on the
+    pixels seen from the source and predicted seen, IoU of the visible regions, and the predicted holes
+    against the true disocclusions: recall, precision, and the share of true holes in the frame."""
     warped, mask, truth, visible = warped[1:], mask[1:], truth[1:], visible[1:]
     seen = mask < 0.5
     both = visible & seen
     mse = ((warped - truth) ** 2).mean(-1)[both].mean()
-    psnr = 10 * math.log10(1.0 / float(mse))
-    iou = float((visible & seen).sum() / (visible | seen).sum())
-    holes = ~visible
-    recall = float((holes & ~seen).sum() / holes.sum())
-    return psnr, iou, recall, float(holes.float().mean())
+    holes, predicted = ~visible, ~seen
+    return {"psnr": 10 * math.log10(1.0 / float(mse)), "iou": float(both.sum() / (visible | seen).sum()),
+            "recall": float((holes & predicted).sum() / holes.sum().clamp_min(1)),
+            "precision": float((holes & predicted).sum() / predicted.sum().clamp_min(1)),
+            "false_holes": float((visible & predicted).float().mean()), "true_holes": float(holes.float().mean())}
 
 
-@pytest.mark.parametrize("name, keys", [
-    ("orbit right 20°", Keyframes(phi=(0.0, 20.0))),
-    ("arc up 15°", preset_keyframes("arc up")),
-    ("truck left", preset_keyframes("truck left")),
-    ("orbit left + arc down", Keyframes(theta=(0.0, -8.0), phi=(0.0, -15.0))),
-])
-def test_warp_matches_render_from_target_camera(clip, name, keys):
-    psnr, iou, recall, hole_share = _scores(*_warp_and_truth(clip, keys))
-    print(f"\n{name}: PSNR {psnr:.2f} dB on co-visible pixels, visible IoU {iou:.4f}, "
-          f"hole recall {recall:.4f}, true holes {hole_share:.1%} ({HEIGHT}x{WIDTH})")
-    assert hole_share > 0.01  # the move really disoccludes something
-    assert psnr >= MIN_PSNR_DB
-    assert iou >= MIN_VISIBLE_IOU
-    assert recall >= MIN_HOLE_RECALL
+def _report(name, s):
+    print(f"\n{name}: PSNR {s['psnr']:.2f} dB, visible IoU {s['iou']:.4f}, hole recall {s['recall']:.4f}, "
+          f"precision {s['precision']:.4f}, false holes {s['false_holes']:.3%}, true holes {s['true_holes']:.1%} "
+          f"({HEIGHT}x{WIDTH})")
 
 
-def test_identity_path_returns_input_and_no_holes(clip):
+# The sample scene (planes, spheres, one moving). PSNR floors are what the point splatting with gap
+# filling scored on the same scenes (the warp this one replaced); the other thresholds sit just
+# below what the mesh warp measures (docs/geometry.md, "Accuracy").
+SAMPLE_MOVES = {
+    "orbit right 20°": (Keyframes(phi=(0.0, 20.0)), 35.9),
+    "orbit right 30°": (Keyframes(phi=(0.0, 30.0)), 36.4),
+    "orbit left 30°": (Keyframes(phi=(0.0, -30.0)), 35.0),
+    "arc up 15°": (preset_keyframes("arc up"), 40.0),
+    "truck left": (preset_keyframes("truck left"), 42.2),
+    "orbit left 15° + arc down 8°": (Keyframes(theta=(0.0, -8.0), phi=(0.0, -15.0)), 36.5),
+    "dolly in": (preset_keyframes("dolly in"), 30.0),
+}
+MIN_VISIBLE_IOU = 0.98
+MIN_HOLE_RECALL = 0.975
+MIN_HOLE_PRECISION = 0.94
+
+
+@pytest.mark.parametrize("name", list(SAMPLE_MOVES))
+def test_warp_matches_render_from_target_camera(clip, name):
+    keys, old_psnr = SAMPLE_MOVES[name]
+    s = _scores(*_warp_and_truth(SAMPLE_SCENE, *clip, keys))
+    _report(name, s)
+    assert s["true_holes"] > 0.01  # the move really disoccludes something
+    assert s["psnr"] >= old_psnr
+    assert s["iou"] >= MIN_VISIBLE_IOU
+    assert s["recall"] >= MIN_HOLE_RECALL
+    assert s["precision"] >= MIN_HOLE_PRECISION
+
+
+# Magnification without occlusion: a slanted wall and a floor, nothing in front of them. Every
+# pixel the source saw must stay whole, however much the move stretches it.
+SLANTED_SCENE = synthetic.Scene(
+    planes=(synthetic.Plane(normal=(0.5, 0.0, 0.866), offset=5.0, color=(0.5, 0.6, 0.8), period=0.7),
+            synthetic.Plane(normal=(0.0, 1.0, 0.0), offset=1.4, color=(0.7, 0.6, 0.4), period=0.5)),
+    spheres=())
+MAGNIFYING_MOVES = {
+    "dolly in twice the preset": Keyframes(forward=(0.0, 0.8)),
+    "zoom in 1.5x + dolly in": Keyframes(forward=(0.0, 0.4), zoom=(1.0, 1.5)),
+    "orbit right 30° (the wall seen more frontally)": Keyframes(phi=(0.0, 30.0)),
+    "arc down 15° (the floor seen more frontally)": Keyframes(theta=(0.0, 15.0)),
+}
+
+
+@pytest.mark.parametrize("name", list(MAGNIFYING_MOVES))
+def test_magnified_surfaces_stay_whole(name):
+    images, depth = (t.float() for t in _render_rest(SLANTED_SCENE))
+    s = _scores(*_warp_and_truth(SLANTED_SCENE, images, depth, MAGNIFYING_MOVES[name]))
+    _report(name, s)
+    assert s["iou"] >= 0.99
+    assert s["false_holes"] < 0.002
+    assert s["psnr"] >= 35.0
+
+
+def _render_rest(scene):
+    out = synthetic.render(scene, torch.eye(4, dtype=torch.float64).expand(FRAMES, 4, 4),
+                           cam.intrinsics(HEIGHT, WIDTH, cam.DEFAULT_FOV_X_DEG)[0], HEIGHT, WIDTH, clip_times(FRAMES))
+    return out["image"], out["depth"]
+
+
+def test_identity_path_returns_input_exactly_and_no_holes(clip):
     images, depth = clip
     path = camera_path(Keyframes(), FRAMES)
     warped, mask = splat.forward_warp(images, depth, path.anchor_to_frame(path.orbit_radius(depth)),
                                       path.source_intrinsics(HEIGHT, WIDTH), path.target_intrinsics(HEIGHT, WIDTH))
     assert float(mask.abs().max()) == 0.0
-    assert float((warped - images).abs().max()) < 1e-5
+    assert torch.equal(warped, images)
 
 
 def _landing(u0, v0, depth_value, transform, K):
@@ -112,20 +159,18 @@ def test_orbit_keeps_the_pivot_at_the_image_centre(keys):
 
 
 def test_near_surface_wins_where_two_land_on_one_pixel():
-    """Two source pixels landing on the same target pixel: the nearer one's colour is kept."""
-    images = torch.zeros(1, 1, 2, 3)
-    images[0, 0, 0] = torch.tensor([1.0, 0.0, 0.0])  # near, red
-    images[0, 0, 1] = torch.tensor([0.0, 0.0, 1.0])  # far, blue
-    u = torch.tensor([[[3.0, 3.0]]])
-    v = torch.tensor([[[0.0, 0.0]]])
-    z = torch.tensor([[[1.0, 4.0]]])
-    weights = splat.depth_weights(z, torch.ones_like(z, dtype=torch.bool))
-    accum, weight_sum, _ = splat.splat_bilinear(torch.cat([images, torch.zeros(1, 1, 3, 3)], 2),
-                                                torch.cat([u, torch.full((1, 1, 3), -5.0)], 2),
-                                                torch.cat([v, torch.zeros(1, 1, 3)], 2),
-                                                torch.cat([weights, torch.zeros(1, 1, 3)], 2))
-    color = accum[0, 0, 3] / weight_sum[0, 0, 3]
-    assert float(color[0]) > 0.999 and float(color[2]) < 1e-3
+    """Two surfaces drawn over the same target pixels: the nearer one's colour is kept there."""
+    images = torch.zeros(1, 2, 4, 3)
+    images[0, :, :2] = torch.tensor([1.0, 0.0, 0.0])  # near, red (columns 0-1)
+    images[0, :, 2:] = torch.tensor([0.0, 0.0, 1.0])  # far, blue (columns 2-3)
+    column = torch.tensor([1.0, 3.0, 1.0, 3.0])  # both surfaces stretched over target columns 1..3
+    u = column.view(1, 1, 4).expand(1, 2, 4).contiguous()
+    v = torch.tensor([0.0, 2.0]).view(1, 2, 1).expand(1, 2, 4).contiguous()
+    depth = torch.tensor([1.0, 1.0, 4.0, 4.0]).view(1, 1, 4).expand(1, 2, 4).contiguous()
+    sources, weights, seen = raster.rasterize(u, v, 1.0 / depth, depth, torch.ones_like(depth, dtype=torch.bool))
+    color = (raster.padded_pixels(images)[sources] * weights.unsqueeze(-1)).sum(-2)
+    assert bool(seen[0, :2, 1:].all())
+    assert torch.allclose(color[0, :2, 1:], images[0, :1, :1].expand(2, 3, 3), atol=1e-6)
 
 
 def test_reproject_equals_explicit_unproject_transform_project():
