@@ -69,7 +69,7 @@ class Run:
     def resume(self, model, optimiser) -> bool:
         if not os.path.exists(self.path):
             return False
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         self.step, self.seconds, self.log = state["step"], state["seconds"], state["log"]
