@@ -85,11 +85,10 @@ def resize_crop_region(grid: tuple[int, int], base_width: int, base_height: int)
     return (top, left), (top + fit_h, left + fit_w)
 
 
-def first_frame_condition(latents: torch.Tensor) -> torch.Tensor:
-    """Image condition of CogVideoX I2V: latent frame 0 kept, the other frames zero ([B, C, T, h, w] → same)."""
-    cond = torch.zeros_like(latents)
-    cond[:, :, :1] = latents[:, :, :1]
-    return cond
+def padded_image_condition(image_latent: torch.Tensor, frames: int) -> torch.Tensor:
+    """Image condition of CogVideoX I2V: the image latent [B, C, 1, h, w] as latent frame 0, zeros after ([B, C, frames, h, w])."""
+    pad = image_latent.new_zeros(image_latent.shape[0], image_latent.shape[1], frames - 1, *image_latent.shape[3:])
+    return torch.cat([image_latent, pad], dim=2)
 
 
 def check_image_to_video(folder: str) -> None:
@@ -154,6 +153,9 @@ class CogVideoXModel:
         cfg = self.transformer.config
         self.latent_channels = int(cfg.out_channels)
         self.scaling_factor = float(self.vae.config.scaling_factor)
+        # CogVideoX 1.5 was trained with image latents divided by the factor instead of multiplied
+        self.image_scaling_factor = (1.0 / self.scaling_factor if getattr(self.vae.config, "invert_scale_latents", False)
+                                     else self.scaling_factor)
         self.text_width = int(cfg.text_embed_dim)
         # Learned positional embeddings (CogVideoX-5B-I2V) exist only for the training size (latent h, w).
         self.fixed_latent_size = ((int(cfg.sample_height), int(cfg.sample_width))
@@ -237,6 +239,17 @@ class CogVideoXModel:
             std = dist.std.float().cpu() * self.scaling_factor
         return mean, std
 
+    def encode_image(self, frame: torch.Tensor, tiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One IMAGE frame [1, H, W, 3] 0..1, encoded alone as a one-frame video → posterior (mean, std) [1, C, 1, h, w].
+
+        This is the image condition as CogVideoX I2V was trained: the VAE's group norms run over
+        time, so the first latent frame of a whole clip's encoding is a different latent. Scaled
+        the way the model expects image latents (``image_scaling_factor``).
+        """
+        mean, std = self.encode_video(frame[:1], tiled=tiled)
+        rescale = self.image_scaling_factor / self.scaling_factor
+        return mean * rescale, std * rescale
+
     def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
         """Latents [B, C, T, h, w] (scaled) → IMAGE [B·F, H, W, 3] in 0..1 float32 on the CPU."""
         with torch.no_grad(), self.placement.use("vae") as vae:
@@ -275,18 +288,27 @@ class CogVideoXModel:
                                        device=self.device)
 
     @contextlib.contextmanager
-    def transformer_session(self, condition: torch.Tensor, text_embeds: torch.Tensor):
+    def transformer_session(self, image_latent: torch.Tensor, text_embeds: torch.Tensor):
         """The denoiser on the device for a whole loop; yields ``predict_v(x, t) -> v``.
 
-        ``condition``: clean latent [1, C, T, h, w] whose first frame is the image condition;
-        ``text_embeds``: [B, L, D] — B = 1 (one pass per call) or 2 (negative, positive batched in one pass).
+        ``image_latent``: the image condition [1, C, 1, h, w] (``encode_image``'s latent), zero-padded
+        over the other latent frames; ``text_embeds``: [B, L, D] — B = 1 (one pass per call) or 2
+        (negative, positive batched in one pass).
         ``predict_v(x, t)`` takes x [1, C, T, h, w] and returns v [B, C, T, h, w] float32 on x's device.
         """
-        _, _, frames, height, width = condition.shape
-        rotary = self.rotary_embedding(frames, height, width)
+        if image_latent.ndim != 5 or image_latent.shape[2] != 1:
+            raise InverseDVSError(f"The image condition must be one latent frame [1, C, 1, h, w], got "
+                                  f"{tuple(image_latent.shape)}.")
+        _, _, _, height, width = image_latent.shape
         batch = text_embeds.shape[0]
-        cond = first_frame_condition(condition).to(self.device, self.dtype)
-        cond = cond.expand(batch, -1, -1, -1, -1)
+        image = image_latent.to(self.device, self.dtype).expand(batch, -1, -1, -1, -1)
+        conditions = {}  # latent frames → (padded condition, rotary tables)
+
+        def condition_for(frames: int):
+            if frames not in conditions:
+                conditions[frames] = (padded_image_condition(image, frames),
+                                      self.rotary_embedding(frames, height, width))
+            return conditions[frames]
         embeds = text_embeds.to(self.device, self.dtype)
         ofs = None
         if getattr(self.transformer.config, "ofs_embed_dim", None) is not None:
@@ -295,6 +317,7 @@ class CogVideoXModel:
         with torch.no_grad(), self.placement.use("transformer") as transformer:
             def predict_v(x: torch.Tensor, t: int) -> torch.Tensor:
                 x_in = x.to(self.device, self.dtype).expand(batch, -1, -1, -1, -1)
+                cond, rotary = condition_for(x.shape[2])
                 hidden = torch.cat([x_in, cond], dim=1).transpose(1, 2)  # [B, T, 2C, h, w]
                 timestep = torch.full((batch,), int(t), device=self.device, dtype=torch.long)
                 out = transformer(hidden_states=hidden, encoder_hidden_states=embeds, timestep=timestep, ofs=ofs,

@@ -163,7 +163,7 @@ def reference_flow(folder, video, mask, text_encoder, device):
         schedule = model.schedule
         timesteps = ddim.inversion_timesteps(schedule, STEPS, STRENGTH, to_terminal=True)
         empty2 = torch.cat([model._empty_embeds, model._empty_embeds])
-        with model.transformer_session(_condition(latent), empty2) as predict_v:
+        with model.transformer_session(_condition(latent, "bench"), empty2) as predict_v:
             def guided(x, t):
                 v = predict_v(x, t)
                 return v[:1] + REFERENCE_INVERSION_GUIDANCE * (v[1:] - v[:1])

@@ -16,6 +16,11 @@ MODES = ("paper", "reference")
 REFERENCE_ROUNDS = 3
 
 
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for ``seed`` (any non-negative int; reduced mod 2⁶³ as torch requires)."""
+    return torch.Generator(device="cpu").manual_seed(int(seed) % (2**63))
+
+
 def posterior_sample(mean: torch.Tensor, std: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """x0 = μ + σ·n, n ~ N(0, I) from ``generator`` (mean, std: [B, C, T, h, w]; returns that shape)."""
     noise = torch.randn(mean.shape, generator=generator, device=generator.device, dtype=torch.float32)

@@ -1,8 +1,8 @@
 """Method nodes: KRNRInvert, StochasticLatentModulate, Sample.
 
 Separate nodes so ComfyUI's cache keeps the inversion while k, guidance, preservation or the seed
-change. The image condition is the first latent frame of the warped video's VAE posterior mean,
-taken from the LATENT (no second VAE pass, identical for inversion and sampling).
+change. The image condition travels with the LATENT from VAE Encode Video (the first warped frame
+encoded alone, as the model was trained), so inversion and sampling see the same one.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 
 from ..errors import InverseDVSError
 from . import _host, _validate
-from .model import LOW_VRAM_OPTION, MODEL_TYPE, check_model, check_model_latent, text_embeds
+from ..krnr.noise_init import seeded_generator
+from .model import DEFAULT_SEED, LOW_VRAM_OPTION, MAX_SEED, MODEL_TYPE, check_model, check_model_latent, text_embeds
 
 INVERSION_ENDS = ("sampling_start", "terminal (reference)")
 DEFAULT_INVERSION_END = "terminal (reference)"
@@ -24,12 +25,6 @@ DEFAULT_K = 6
 MAX_K = 100
 DEFAULT_GUIDANCE = 10.0
 DEFAULT_PRESERVATION = 1.0
-DEFAULT_SEED = 42
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator(device="cpu").manual_seed(int(seed) % (2**63))
 
 
 def _step_callback(progress: _host.Progress):
@@ -73,9 +68,15 @@ def _clean_x0(clean: dict, generator: torch.Generator, source: str = CLEAN_SOURC
     return posterior_sample(mean, std.float(), generator)
 
 
-def _condition(clean: dict) -> torch.Tensor:
-    """The clean latent whose first frame conditions the model: the posterior mean when known."""
-    return clean.get("mean", clean["samples"]).float()
+def _condition(latent: dict, node: str) -> torch.Tensor:
+    """The image condition [1, C, 1, h, w] VAE Encode Video stored with the latent."""
+    image = latent.get("image")
+    if not isinstance(image, torch.Tensor):
+        raise InverseDVSError(
+            f"{node}: this LATENT carries no image condition; connect the LATENT from VAE Encode Video "
+            "(InverseDVS), directly or through Stochastic Latent Modulation."
+        )
+    return image.float()
 
 
 class KRNRInvert:
@@ -92,8 +93,8 @@ class KRNRInvert:
         return {
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "The loaded video model."}),
-                "latent": ("LATENT", {"tooltip": "The warped video's latent from VAE Encode; its first frame is the "
-                                                 "image condition."}),
+                "latent": ("LATENT", {"tooltip": "The warped video's latent from VAE Encode Video, which also carries "
+                                                 "the image condition (the first frame)."}),
                 "steps": ("INT", {"default": DEFAULT_STEPS, "min": 1, "max": 1000,
                                   "tooltip": "Timestep grid size; use the same value in Sample (30 = reference)."}),
                 "strength": ("FLOAT", {"default": DEFAULT_STRENGTH, "min": 0.01, "max": 1.0, "step": 0.01,
@@ -128,7 +129,7 @@ class KRNRInvert:
         try:
             with _validate.out_of_memory_as_error(node, "inverting the video", LOW_VRAM_OPTION,
                                                   **_validate.denoiser_memory(model, samples.shape, 1)), \
-                    model.transformer_session(_condition(latent), empty) as predict_v:
+                    model.transformer_session(_condition(latent, node), empty) as predict_v:
                 noise = ddim.invert(schedule, samples.float().to(model.device), timesteps, steps, predict_v,
                                     _step_callback(progress)).cpu()
         except BaseException:
@@ -181,7 +182,7 @@ class StochasticLatentModulate:
         if scope not in SLM_SCOPES or clean_from not in CLEAN_SOURCES:
             raise InverseDVSError(f"{node}: scope must be one of {SLM_SCOPES}, clean_from one of {CLEAN_SOURCES}.")
         _, unseen, fully = latent_masks(mask, x_samples, node)
-        generator = _generator(seed)
+        generator = seeded_generator(seed)
         x0 = _clean_x0(clean, generator, clean_from)
         x0, eps = stochastic_latent_modulation(x0, eps.float(), unseen, fully, generator, scope.split(" ")[0])
         clean_out = dict(clean, samples=x0, slm=True)
@@ -267,7 +268,7 @@ class Sample:
         pos = text_embeds(positive, model, node, "positive")
         neg = text_embeds(negative, model, node, "negative")
 
-        generator = _generator(seed)
+        generator = seeded_generator(seed)
         x0 = _clean_x0(clean, generator)
         stats = {}
         if mode == "reference":
@@ -287,7 +288,7 @@ class Sample:
         try:
             with _validate.out_of_memory_as_error(node, "sampling", LOW_VRAM_OPTION,
                                                   **_validate.denoiser_memory(model, x_samples.shape, embeds.shape[0])), \
-                    model.transformer_session(_condition(clean), embeds) as predict_v:
+                    model.transformer_session(_condition(clean, node), embeds) as predict_v:
 
                 def guided_v(x, t):
                     v = predict_v(x, t)

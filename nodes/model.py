@@ -1,9 +1,10 @@
 """Model nodes: load CogVideoX-5B-I2V, encode text, VAE encode / decode.
 
 The loaded model travels between nodes as the pack type INVDVS_VIDEO_MODEL. Latents are ComfyUI
-LATENT dicts ``{"samples": [B, C, T, h, w], "mean", "std", "model"}``: ``samples`` is the VAE
-posterior mean (the mode), ``mean``/``std`` the posterior statistics, ``model`` the model id so a
-latent of another model is refused.
+LATENT dicts ``{"samples": [B, C, T, h, w], "mean", "std", "image", "model"}``: ``samples`` is the
+VAE posterior mean (the mode), ``mean``/``std`` the posterior statistics, ``image`` the image
+condition [1, C, 1, h, w] (the first frame encoded alone), ``model`` the model id so a latent of
+another model is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ DTYPE_CHOICES = ("bf16", "fp16", "fp32")
 POLICY_CHOICES = ("resident", "model_offload", "sequential_offload")
 DEFAULT_POLICY = "model_offload"
 LOW_VRAM_OPTION = "memory = sequential_offload on Load Video Model"
+DEFAULT_SEED = 42
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+# How the image condition is made from the first frame. The model was trained on the first frame
+# encoded alone (a one-frame video) with a posterior sample; ``clip_first_frame`` takes latent frame 0
+# of the whole clip's encoding instead (a different latent: the VAE normalises over time).
+IMAGE_CONDITIONS = ("first_frame_sample", "first_frame_mean", "clip_first_frame")
+DEFAULT_IMAGE_CONDITION = IMAGE_CONDITIONS[0]
 DEFAULT_NEGATIVE = (
     "cluttered, messy composition, blurry, out of focus, smeared details, black empty regions, dark holes, "
     "missing areas, distorted, warped shapes, low quality, flickering, artifacts"
@@ -77,9 +85,22 @@ def text_embeds(conditioning, model, node: str, name: str) -> torch.Tensor:
     return embeds[:1].float()
 
 
-def video_latent(mean: torch.Tensor, std: torch.Tensor, model_id: str) -> dict:
-    """LATENT dict of an encoded video: samples = posterior mean, plus mean/std and the model id."""
-    return {"samples": mean, "mean": mean, "std": std, "model": model_id}
+def video_latent(mean: torch.Tensor, std: torch.Tensor, image: torch.Tensor, model_id: str) -> dict:
+    """LATENT dict of an encoded video: samples = posterior mean, plus mean/std, the image condition and the model id."""
+    return {"samples": mean, "mean": mean, "std": std, "image": image, "model": model_id}
+
+
+def make_image_condition(model, frames: torch.Tensor, mean: torch.Tensor, form: str, seed: int,
+                    tiled: bool) -> torch.Tensor:
+    """The image condition [1, C, 1, h, w] in one of IMAGE_CONDITIONS (the clip's posterior ``mean`` for the last)."""
+    from ..krnr.noise_init import posterior_sample, seeded_generator
+
+    if form == "clip_first_frame":
+        return mean[:, :, :1].clone()
+    image_mean, image_std = model.encode_image(frames[:1], tiled=tiled)
+    if form == "first_frame_mean":
+        return image_mean
+    return posterior_sample(image_mean, image_std, seeded_generator(seed))
 
 
 class LoadVideoModel:
@@ -205,10 +226,20 @@ class VAEEncode:
                                                 "(720x480 for CogVideoX-5B-I2V) — usually the warped video."}),
                 "tiled": ("BOOLEAN", {"default": False,
                                       "tooltip": "Encode in overlapping tiles: less VRAM, slightly slower."}),
-            }
+            },
+            "optional": {
+                "image_condition": (list(IMAGE_CONDITIONS), {
+                    "default": DEFAULT_IMAGE_CONDITION,
+                    "tooltip": "How the first frame conditions the model. first_frame_sample (default): the first "
+                               "frame encoded alone, a seeded sample of its VAE posterior — as the model was trained "
+                               "and as diffusers' image-to-video pipeline does. first_frame_mean: the same, its "
+                               "posterior mean. clip_first_frame: latent frame 0 of the whole video's encoding."}),
+                "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
+                                 "tooltip": "Seed of the image condition's posterior sample (first_frame_sample)."}),
+            },
         }
 
-    def encode(self, model, images, tiled):
+    def encode(self, model, images, tiled, image_condition=DEFAULT_IMAGE_CONDITION, seed=DEFAULT_SEED):
         node = self.DISPLAY_NAME
         check_model(model, node)
         _validate.check_image(images, "images", node)
@@ -217,9 +248,12 @@ class VAEEncode:
         _validate.check_multiple_of_16(height, width, node)
         model.check_latent_size(height // model.spatial_compression, width // model.spatial_compression, node)
         low_vram = "tiled = true on this node or " + LOW_VRAM_OPTION
+        if image_condition not in IMAGE_CONDITIONS:
+            raise InverseDVSError(f"{node}: image_condition must be one of {', '.join(IMAGE_CONDITIONS)}.")
         with _validate.out_of_memory_as_error(node, "encoding the video", low_vram):
             mean, std = model.encode_video(images.float(), tiled=bool(tiled))
-        return (video_latent(mean, std, model.model_id),)
+            image = make_image_condition(model, images.float(), mean, image_condition, seed, bool(tiled))
+        return (video_latent(mean, std, image, model.model_id),)
 
 
 class VAEDecode:

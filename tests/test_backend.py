@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from inversedvs.backend import cogvideox
-from inversedvs.backend.cogvideox import CogVideoXModel, check_model_folder, first_frame_condition, resize_crop_region
+from inversedvs.backend.cogvideox import CogVideoXModel, check_model_folder, padded_image_condition, resize_crop_region
 from inversedvs.backend.lora import merge_lora, read_safetensors
 from inversedvs.backend.tiny import TINY_LATENT_CHANNELS, cached_tiny_video_model
 from inversedvs.errors import InverseDVSError
@@ -100,15 +100,15 @@ def test_text_encoder_is_read_once_when_kept_and_each_time_otherwise(folder, mon
 
 
 def test_predict_v_builds_the_i2v_input_like_diffusers(model):
-    """One batched pass; input = [x, first-frame latent zero-padded] along channels; rotary for the real grid."""
+    """One batched pass; input = [x, image latent zero-padded] along channels; rotary for the real grid."""
     gen = torch.Generator().manual_seed(0)
-    clean = torch.randn(1, 4, 3, 8, 12, generator=gen)
+    image = torch.randn(1, 4, 1, 8, 12, generator=gen)
     x = torch.randn(1, 4, 3, 8, 12, generator=gen)
     embeds = torch.randn(2, 16, 32, generator=gen)
     calls = []
     handle = model.transformer.register_forward_hook(lambda m, a, kw, out: calls.append(kw), with_kwargs=True)
     try:
-        with model.transformer_session(clean, embeds) as predict_v:
+        with model.transformer_session(image, embeds) as predict_v:
             v = predict_v(x, 966)
     finally:
         handle.remove()
@@ -116,7 +116,7 @@ def test_predict_v_builds_the_i2v_input_like_diffusers(model):
     hidden = calls[0]["hidden_states"]  # [B, T, 2C, h, w]
     assert hidden.shape == (2, 3, 8, 8, 12)
     assert torch.equal(hidden[:, :, :4], x.transpose(1, 2).expand(2, -1, -1, -1, -1))
-    assert torch.equal(hidden[:, 0, 4:], clean[:, :, 0].expand(2, -1, -1, -1))
+    assert torch.equal(hidden[:, 0, 4:], image[:, :, 0].expand(2, -1, -1, -1))
     assert not hidden[:, 1:, 4:].any()
     assert calls[0]["timestep"].tolist() == [966, 966]
     # rotary embedding as diffusers' pipeline computes it for this grid
@@ -141,10 +141,11 @@ def test_resize_crop_region_matches_diffusers():
         assert resize_crop_region(grid, 45, 30) == get_resize_crop_region_for_grid(grid, 45, 30)
 
 
-def test_first_frame_condition():
-    x = torch.randn(1, 2, 4, 3, 3)
-    cond = first_frame_condition(x)
-    assert torch.equal(cond[:, :, 0], x[:, :, 0]) and not cond[:, :, 1:].any()
+def test_padded_image_condition():
+    image = torch.randn(1, 2, 1, 3, 3)
+    cond = padded_image_condition(image, 4)
+    assert cond.shape == (1, 2, 4, 3, 3)
+    assert torch.equal(cond[:, :, 0], image[:, :, 0]) and not cond[:, :, 1:].any()
 
 
 def test_learned_positional_embeddings_fix_the_size(model, monkeypatch):

@@ -22,17 +22,18 @@ def model():
 @pytest.fixture(scope="module")
 def latent(model):
     frames = torch.rand(9, 64, 96, 3, generator=torch.Generator().manual_seed(0))
-    return model.encode_video(frames)[0]
+    return model.encode_video(frames)[0], model.encode_image(frames[:1])[0]
 
 
 def _relative_error(a, b):
     return float((a - b).norm() / b.norm())
 
 
-def _invert_then_sample(model, latent, steps, strength, to_terminal, k=0):
+def _invert_then_sample(model, encoded, steps, strength, to_terminal, k=0):
+    latent, image = encoded
     schedule = model.schedule
     grid = schedule.grid(steps, strength)
-    with model.transformer_session(latent, model.empty_text_embeds()) as predict_v:
+    with model.transformer_session(image, model.empty_text_embeds()) as predict_v:
         noise = ddim.invert(schedule, latent, ddim.inversion_timesteps(schedule, steps, strength, to_terminal),
                             steps, predict_v)
         start = krnr_closed_form(latent, noise, schedule.alpha_bar(grid[0]), k)
@@ -42,7 +43,7 @@ def _invert_then_sample(model, latent, steps, strength, to_terminal, k=0):
 def test_inversion_then_sampling_reconstructs_and_improves_with_steps(model, latent):
     rows = []
     for steps in RECONSTRUCTION_STEPS:
-        rows.append([_relative_error(_invert_then_sample(model, latent, steps, 0.98, end), latent)
+        rows.append([_relative_error(_invert_then_sample(model, latent, steps, 0.98, end), latent[0])
                      for end in (False, True)])
     print("\nreconstruction error ‖x̂−x‖/‖x‖, strength 0.98, no guidance / K-RNR / SLM")
     print(f"{'steps':>6} {'sampling_start':>15} {'terminal':>10}")
@@ -57,7 +58,7 @@ def test_inversion_then_sampling_reconstructs_and_improves_with_steps(model, lat
 def test_default_inversion_end_is_the_one_that_measures_better(model, latent):
     """With K-RNR at the node's default order, at the reference 30 steps / 0.98."""
     errors = {end: _relative_error(_invert_then_sample(model, latent, 30, 0.98, end == dn.INVERSION_ENDS[1],
-                                                       k=dn.DEFAULT_K), latent)
+                                                       k=dn.DEFAULT_K), latent[0])
               for end in dn.INVERSION_ENDS}
     print("\nreconstruction error at 30 steps, 0.98, k = %d: %s" % (dn.DEFAULT_K, errors))
     assert errors[dn.DEFAULT_INVERSION_END] == min(errors.values())
