@@ -71,3 +71,12 @@ def test_float32_renders_match_float64_and_supersampling_averages():
     videos, captions = S.render_clips([11, 12], FRAMES, HEIGHT, WIDTH)
     assert videos.shape == (2, FRAMES, HEIGHT, WIDTH, 3) and captions[0] == clip.caption
     assert torch.equal(videos[0], fast["image"])
+
+
+def test_supersampled_intrinsics_are_the_same_camera_on_a_finer_grid():
+    K = S.intrinsics(HEIGHT, WIDTH, S.SCENE_FOV_X_DEG)[0]
+    assert torch.allclose(S.supersampled_intrinsics(K, 3), S.intrinsics(3 * HEIGHT, 3 * WIDTH, S.SCENE_FOV_X_DEG)[0])
+    clip = S.random_scene(4)
+    a = S.render_clip(clip, FRAMES, HEIGHT, WIDTH, supersample=2)
+    b = S.render_clip(clip, FRAMES, HEIGHT, WIDTH, supersample=2, poses=a["world_to_camera"], K=K)
+    assert torch.equal(a["image"], b["image"])

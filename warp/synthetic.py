@@ -303,24 +303,32 @@ def clip_poses(clip: SceneClip, times: torch.Tensor) -> torch.Tensor:
     return compose(R, -(R @ centre.unsqueeze(-1)).squeeze(-1))
 
 
+def supersampled_intrinsics(K: torch.Tensor, factor: int) -> torch.Tensor:
+    """K [..., 3, 3] of the same camera on an image ``factor`` times larger each way (pixel centres kept)."""
+    S = torch.tensor([[factor, 0.0, 0.5 * (factor - 1)], [0.0, factor, 0.5 * (factor - 1)], [0.0, 0.0, 1.0]],
+                     dtype=K.dtype, device=K.device)
+    return S @ K
+
+
 def render_clip(clip: SceneClip, frames: int, height: int, width: int, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32, supersample: int = 1, poses: torch.Tensor | None = None):
-    """Render a generated clip: frames at times 0..1 from the clip's camera (or ``poses`` [F, 4, 4]).
+                dtype: torch.dtype = torch.float32, supersample: int = 1, poses: torch.Tensor | None = None,
+                K: torch.Tensor | None = None):
+    """Render a generated clip: frames at times 0..1 from the clip's camera, or from ``poses`` [F, 4, 4] with
+    intrinsics ``K`` [F, 3, 3] or [3, 3] (default: the clip's field of view) — a target camera's view.
 
     ``supersample`` s renders s×s rays per pixel and averages the colours (anti-aliasing); depth is
     the pixel centre's. Returns {"image": [F, H, W, 3] 0..1, "depth": [F, H, W] (0 = sky),
-    "world_to_camera": [F, 4, 4], "K": [3, 3], "times": [F]} in ``dtype`` on ``device``.
+    "world_to_camera": [F, 4, 4], "K": [3, 3] or [F, 3, 3], "times": [F]} in ``dtype`` on ``device``.
     """
     times = torch.linspace(0.0, 1.0, frames, dtype=dtype, device=device) if frames > 1 else \
         torch.zeros(1, dtype=dtype, device=device)
     w2c = clip_poses(clip, times) if poses is None else poses.to(device, dtype)
-    K = intrinsics(height, width, clip.fov_x_deg)[0].to(device, dtype)
+    K = (intrinsics(height, width, clip.fov_x_deg)[0] if K is None else K).to(device, dtype)
     out = render(clip.scene, w2c, K, height, width, times)
     image = out["image"]
     if supersample > 1:
         s = supersample
-        K_fine = intrinsics(height * s, width * s, clip.fov_x_deg)[0].to(device, dtype)
-        fine = render(clip.scene, w2c, K_fine, height * s, width * s, times)["image"]
+        fine = render(clip.scene, w2c, supersampled_intrinsics(K, s), height * s, width * s, times)["image"]
         image = torch.nn.functional.avg_pool2d(fine.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
     return {"image": image, "depth": out["depth"], "world_to_camera": w2c, "K": K, "times": times}
 
