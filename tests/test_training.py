@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from _scripts import load_script
 
 TOY = {
     "clip": {"frames": 9, "height": 16, "width": 32, "supersample": 1, "train_seed_offset": 1000000},
@@ -22,14 +23,7 @@ TOY = {
 
 @pytest.fixture(scope="module")
 def train():
-    import importlib.util
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "training", "train.py")
-    spec = importlib.util.spec_from_file_location("inversedvs_train", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("training/train.py", "inversedvs_train")
 
 
 def test_stages_resume_export_and_load_like_cogvideox(train, tmp_path):
