@@ -12,8 +12,10 @@ warped.mp4, mask.mp4, path_preview.png and contact_sheet.png into --out (existin
 never overwritten: a numbered name is used instead).
 
 Model stages: VAE Encode → K-RNR Invert → Stochastic Latent Modulation → Sample → VAE Decode, with
-CogVideoX-5B-I2V from --model, or without it a tiny random-weight stand-in (the output says so:
-its result is noise-like). Writes result.mp4 and side_by_side.mp4 (input | warped | result).
+CogVideoX-5B-I2V from --model. Without --model they run the pack's own small CogVideoX-I2V
+(weights/inversedvs-mini-cogvideox-i2v, trained on procedural scenes, 17 frames at 192x128); with
+--model tiny, a tiny random-weight stand-in (noise-like result; it only shows that the chain runs).
+Writes result.mp4 and side_by_side.mp4 (input | warped | result).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def add_geometry_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-video", help="a depth video of --video (white = near) instead of --depth-model")
     parser.add_argument("--trajectory", default=DEFAULT_TRAJECTORY,
                         help=f"a preset ({', '.join(traj.PRESETS)}) or a 3-line keyframe file (θ, φ, r)")
-    parser.add_argument("--frames", type=int, default=sample.SAMPLE_FRAMES)
+    parser.add_argument("--frames", type=int, help=f"frames to use (default: {MINI_MODEL_FRAMES} for the pack's "
+                                                   f"small model, else {sample.SAMPLE_FRAMES})")
     parser.add_argument("--width", type=int, default=sample.SAMPLE_WIDTH)
     parser.add_argument("--height", type=int, default=sample.SAMPLE_HEIGHT)
     parser.add_argument("--radius-scale", type=float, default=1.0)
@@ -175,11 +178,27 @@ def write_geometry(outputs: dict, folder: str) -> dict:
 
 # ----------------------------------------------------------------------------- model stages
 
-# Without --model, the tiny random-weight stand-in runs at most at this size (height, width) so the
-# default demo stays quick on a CPU; CogVideoX-5B-I2V itself runs at 720x480.
-TINY_MODEL_SIZE = (128, 192)
+# The small models run at this size (height, width) — the pack's mini model was trained at it, and it
+# keeps the demo quick on a CPU; CogVideoX-5B-I2V itself runs at 720x480.
+SMALL_MODEL_SIZE = (128, 192)
+MINI_MODEL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights",
+                          "inversedvs-mini-cogvideox-i2v")
+MINI_MODEL_FRAMES = 17
+# Guidance for the small model: at the 5B model's 10 it over-saturates the filled holes (blue and green blocks
+# on the sample clip); 3 fills them with the scene's own colours.
+MINI_MODEL_GUIDANCE = 3.0
+DEFAULT_GUIDANCE = 10.0
+TINY = "tiny"
+# The sample clip described in the words of the mini model's training captions.
+MINI_MODEL_PROMPT = ("a red waves ball resting and a green waves ball rolling left and a yellow waves ball resting "
+                     "on a brown waves floor by a blue waves wall, camera static")
+MINI_MODEL_NOTE = (
+    "video model: the pack's small CogVideoX-I2V ({folder}), trained on procedural scenes of balls, floors, walls "
+    "and skies, at {w}x{h}. It shows what the method does on a model that has learned something; pass --model "
+    "/path/to/CogVideoX-5b-I2V for real footage."
+)
 TINY_MODEL_NOTE = (
-    "NOTE: no --model given, so the diffusion stages run a TINY RANDOM-WEIGHT stand-in for CogVideoX-5B-I2V "
+    "NOTE: --model tiny, so the diffusion stages run a TINY RANDOM-WEIGHT stand-in for CogVideoX-5B-I2V "
     "(the same classes and folder layout, untrained weights) at {w}x{h}. result.mp4 is therefore noise-like: it "
     "shows that the whole pipeline runs, not what the method produces. Pass --model /path/to/CogVideoX-5b-I2V "
     "for real results."
@@ -187,13 +206,17 @@ TINY_MODEL_NOTE = (
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="CogVideoX-5B-I2V folder in diffusers layout (default: the tiny "
-                                        "random-weight stand-in, which only shows that the pipeline runs)")
-    parser.add_argument("--prompt", default="", help="what the video shows (guides the revealed regions)")
+    parser.add_argument("--model", help="CogVideoX-5B-I2V folder in diffusers layout (default: the pack's small "
+                                        "model trained on procedural scenes; 'tiny': a random-weight stand-in, "
+                                        "which only shows that the pipeline runs)")
+    parser.add_argument("--prompt", help="what the video shows (guides the revealed regions; default: a "
+                                         "description of the sample clip for the pack's small model, else empty)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--k", type=int, default=6, help="K-RNR order (paper mode)")
     parser.add_argument("--mode", default="paper", choices=("paper", "reference"))
-    parser.add_argument("--guidance", type=float, default=10.0)
+    parser.add_argument("--guidance", type=float, help=f"classifier-free guidance on the revealed regions (default: "
+                                                       f"{MINI_MODEL_GUIDANCE} for the pack's small model, else "
+                                                       f"{DEFAULT_GUIDANCE})")
     parser.add_argument("--seed", type=int, default=42)
 
 
@@ -217,10 +240,15 @@ def run_model(geometry: dict, args) -> dict:
 
     images, warped, mask = geometry["images"], geometry["warped"], geometry["mask"]
     device = _host.torch_device()
-    if args.model is None:
-        height, width = min(TINY_MODEL_SIZE, tuple(warped.shape[1:3]))
-        print(TINY_MODEL_NOTE.format(w=width, h=height))
-        folder, dtype = cached_tiny_video_model(), "fp32"
+    if args.model in (None, TINY):
+        height, width = min(SMALL_MODEL_SIZE, tuple(warped.shape[1:3]))
+        if args.model is None:
+            folder = check_model_folder(MINI_MODEL if os.path.isdir(MINI_MODEL) else None, MINI_MODEL, [MINI_MODEL])
+            print(MINI_MODEL_NOTE.format(folder=folder, w=width, h=height))
+        else:
+            print(TINY_MODEL_NOTE.format(w=width, h=height))
+            folder = cached_tiny_video_model()
+        dtype = "fp32"
         images, warped = _resized(images, height, width), _resized(warped, height, width)
         mask = (_resized(mask.unsqueeze(-1), height, width, "nearest")[..., 0] > 0.5).float()
     else:
@@ -250,11 +278,22 @@ def write_model_outputs(outputs: dict, folder: str, fps: float) -> dict:
     return written
 
 
+def resolve_defaults(args):
+    """Fill the defaults that depend on the model: frames, prompt and guidance (the small model's, or the others')."""
+    if args.frames is None:
+        args.frames = MINI_MODEL_FRAMES if args.model is None else sample.SAMPLE_FRAMES
+    if args.prompt is None:
+        args.prompt = MINI_MODEL_PROMPT if args.model is None else ""
+    if args.guidance is None:
+        args.guidance = MINI_MODEL_GUIDANCE if args.model is None else DEFAULT_GUIDANCE
+    return args
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_geometry_arguments(parser)
     add_model_arguments(parser)
-    args = parser.parse_args(argv)
+    args = resolve_defaults(parser.parse_args(argv))
     try:
         geometry = run_geometry(args)
         written = write_geometry(geometry, args.out)

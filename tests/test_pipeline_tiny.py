@@ -111,7 +111,7 @@ def test_demo_runs_the_model_stages_and_says_when_the_model_is_tiny(tmp_path, ca
     spec.loader.exec_module(demo)
     out = tmp_path / "out"
     assert demo.main(["--out", str(out), "--frames", "9", "--width", "96", "--height", "64", "--steps", "4",
-                      "--trajectory", "orbit left"]) == 0
+                      "--trajectory", "orbit left", "--model", "tiny"]) == 0
     printed = capsys.readouterr().out
     assert "TINY RANDOM-WEIGHT" in printed
     for name in ("warped.mp4", "mask.mp4", "result.mp4", "side_by_side.mp4"):
