@@ -21,13 +21,23 @@ TINY_SEED = 0
 # Sample size (latent cells) recorded in the tiny transformer's config; the tiny model uses no
 # learned positional embedding, so it runs at any size that is a multiple of 16 pixels.
 TINY_SAMPLE_HW = (8, 12)
-# Token count of the tiny tokenizer: 3 specials, the words, 37 single characters.
 TINY_WORDS = (
     "a the of and in on with camera video scene view person dog cat beach room street tree sky water light "
     "moving walking running sitting standing left right up down orbit close far bright dark blur clutter "
     "black region empty noise sharp clean detailed"
 ).split()
-TINY_VOCAB_SIZE = 3 + len(TINY_WORDS) + 37
+TINY_CHARACTERS = "\u2581abcdefghijklmnopqrstuvwxyz0123456789"
+# Token count of the tiny tokenizer: 3 specials, the words, the single characters.
+TINY_VOCAB_SIZE = 3 + len(TINY_WORDS) + len(TINY_CHARACTERS)
+# model_index.json of a CogVideoX image-to-video folder: which class reads each part.
+MODEL_INDEX = {
+    "_class_name": "CogVideoXImageToVideoPipeline",
+    "scheduler": ["diffusers", "CogVideoXDDIMScheduler"],
+    "text_encoder": ["transformers", "T5EncoderModel"],
+    "tokenizer": ["transformers", "T5Tokenizer"],
+    "transformer": ["diffusers", "CogVideoXTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderKLCogVideoX"],
+}
 
 
 def tiny_transformer_config() -> dict:
@@ -68,23 +78,29 @@ def tiny_text_encoder_config():
                     eos_token_id=1, decoder_start_token_id=0, feed_forward_proj="relu")
 
 
-def tiny_tokenizer():
+def word_tokenizer(words, characters: str, max_length: int):
     """A unigram tokenizer built locally with ``tokenizers`` and wrapped as T5TokenizerFast (pad 0, eos 1, unk 2).
 
-    Pieces are the T5 way: "▁word" for every word of TINY_WORDS, plus single letters so any text encodes.
+    Pieces are the T5 way: "▁word" for every one of ``words``, plus the single ``characters`` so any
+    text encodes.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5TokenizerFast
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    pieces += [("\u2581" + w, -1.0) for w in TINY_WORDS]
-    pieces += [(c, -5.0) for c in "\u2581abcdefghijklmnopqrstuvwxyz0123456789"]
+    pieces += [("\u2581" + w, -1.0) for w in words]
+    pieces += [(c, -5.0) for c in characters]
     core = Tokenizer(models.Unigram(pieces, unk_id=2))
     core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
     core.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return T5TokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=TINY_TEXT_LENGTH)
+                           extra_ids=0, model_max_length=max_length)
+
+
+def tiny_tokenizer():
+    """The tiny model's tokenizer: the words of TINY_WORDS and single letters and digits."""
+    return word_tokenizer(TINY_WORDS, TINY_CHARACTERS, TINY_TEXT_LENGTH)
 
 
 def save_tiny_video_model(folder: str, seed: int = TINY_SEED) -> str:
@@ -102,16 +118,8 @@ def save_tiny_video_model(folder: str, seed: int = TINY_SEED) -> str:
     T5EncoderModel(tiny_text_encoder_config()).save_pretrained(os.path.join(folder, "text_encoder"),
                                                                safe_serialization=True)
     tiny_tokenizer().save_pretrained(os.path.join(folder, "tokenizer"))
-    index = {
-        "_class_name": "CogVideoXImageToVideoPipeline",
-        "scheduler": ["diffusers", "CogVideoXDDIMScheduler"],
-        "text_encoder": ["transformers", "T5EncoderModel"],
-        "tokenizer": ["transformers", "T5Tokenizer"],
-        "transformer": ["diffusers", "CogVideoXTransformer3DModel"],
-        "vae": ["diffusers", "AutoencoderKLCogVideoX"],
-    }
     with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump(index, f, indent=2)
+        json.dump(MODEL_INDEX, f, indent=2)
     return folder
 
 

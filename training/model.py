@@ -13,6 +13,7 @@ import os
 
 import torch
 
+from inversedvs.backend.tiny import MODEL_INDEX, word_tokenizer
 from inversedvs.krnr.schedule import COGVIDEOX_5B_I2V_SCHEDULER
 from inversedvs.warp.synthetic import caption_vocabulary
 
@@ -20,14 +21,6 @@ CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.j
 # Shards of the shipped folder stay under this size (files come back from the GPU machine in ≤ 16 MB pieces).
 MAX_SHARD = "15MB"
 SPATIAL, TEMPORAL = 8, 4
-MODEL_INDEX = {
-    "_class_name": "CogVideoXImageToVideoPipeline",
-    "scheduler": ["diffusers", "CogVideoXDDIMScheduler"],
-    "text_encoder": ["transformers", "T5EncoderModel"],
-    "tokenizer": ["transformers", "T5Tokenizer"],
-    "transformer": ["diffusers", "CogVideoXTransformer3DModel"],
-    "vae": ["diffusers", "AutoencoderKLCogVideoX"],
-}
 CHARACTERS = "\u2581abcdefghijklmnopqrstuvwxyz0123456789,.-'"
 
 
@@ -80,18 +73,7 @@ def text_encoder_config(cfg: dict):
 def caption_tokenizer(max_length: int):
     """T5TokenizerFast over a unigram model: "▁word" for each caption word, single characters for anything else
     (pad 0, eos 1, unk 2)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
-
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    pieces += [("\u2581" + w, -1.0) for w in caption_vocabulary()]
-    pieces += [(c, -5.0) for c in CHARACTERS]
-    core = Tokenizer(models.Unigram(pieces, unk_id=2))
-    core.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
-    core.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
-    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                           extra_ids=0, model_max_length=max_length)
+    return word_tokenizer(caption_vocabulary(), CHARACTERS, max_length)
 
 
 def save_text_parts(cfg: dict, folder: str) -> None:
