@@ -622,7 +622,9 @@ start image: one with an **empty prompt** (what *Invert* inverts with), one with
 negative (what *Sample* samples with). *Invert* runs once; change *k*, *guidance*, *preservation* or
 the *seed* in **Sample** and only sampling runs again.
 
-Use the same *steps* and *strength* in Invert and Sample."""
+Use the same *steps* and *strength* in Invert and Sample. The frame count is set in three places
+that must agree: Load Video's *frame_load_cap*, Camera Path's *frames* and both WanImageToVideo
+*length*s (81 here; the pack's sample clip has 49, a count Wan takes too)."""
 
 WAN_MODEL_NOTE = """**Model files** (core's standard folders, the names core's Wan 2.1 I2V template uses):
 - `models/diffusion_models/wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors`
