@@ -8,8 +8,8 @@ ComfyUI checkout is changed: everything happens in a temporary base directory â€
 * ``custom_nodes/ComfyUI-InverseDVS`` holds the files a ``git clone`` of this pack holds (the README's
   install; copied from the working tree, so uncommitted edits are checked too); ``input/`` starts
   empty; tiny model folders of the real layouts are saved and given to ComfyUI through an
-  ``extra_model_paths.yaml``, among them a tiny core WanModel in ``diffusion_models/`` and core's Wan 2.1
-  VAE at seeded random weights in ``vae/`` (built with core's own classes);
+  ``extra_model_paths.yaml``, among them a tiny core WanModel in ``diffusion_models/``, core's Wan 2.1
+  VAE and ViT-H at seeded random weights in ``vae/`` and ``clip_vision/`` (built with core's own classes);
 * ComfyUI starts on 127.0.0.1 (``--cpu``) with ``--base-directory`` pointing there;
 * checks: no import error for the pack in the log; the pack put its sample clips into ``input/``;
   ``/object_info`` lists every pack node with the inputs and outputs of its class, and the core nodes
@@ -17,8 +17,8 @@ ComfyUI checkout is changed: everything happens in a temporary base directory â€
   templates; each workflow (API twin) queued with ``POST /prompt`` runs every one of its output nodes
   (in ``/history``) and writes its videos, the full ones with the tiny models (at a small size and few
   steps, so it takes seconds on a CPU; the Wan one through core's UNETLoader / VAELoader / VAEEncode /
-  WanImageToVideo / VAEDecode, its text and vision encode nodes swapped for the stand-ins of
-  ``tests/_host_nodes.py``, as core always builds the full umt5-xxl and ViT-H); the full workflow with the choice values the first version
+  CLIPVisionLoader / CLIPVisionEncode / WanImageToVideo / VAEDecode, its text encode nodes swapped for
+  the stand-in of ``tests/_host_nodes.py``, as core always builds the full umt5-xxl); the full workflow with the choice values the first version
   saved runs too and gives the same frames; an unknown choice value is refused; a bad input's error
   reaches the dialog titled "InverseDVS error";
 * with a browser: every UI workflow loaded into ComfyUI's own frontend in headless Chromium has no
@@ -55,16 +55,16 @@ PACK_FOLDER = "ComfyUI-InverseDVS"
 TINY_VIDEO_MODEL = "tiny-cogvideox-i2v"  # folder name of the tiny video model (random weights)
 TINY_DEPTH_MODEL = "tiny-depth-anything"
 DEPTH_KIND = "inversedvs_depth"
-# The Wan run: core's loaders read a tiny WanModel and core's Wan 2.1 VAE at seeded random weights from core's
-# standard folders; the text and vision encoders are swapped for the stand-ins in tests/_host_nodes.py (core
-# always builds the full umt5-xxl and ViT-H, too large for a CPU check).
+# The Wan run: core's loaders read a tiny WanModel, core's Wan 2.1 VAE and ViT-H at seeded random weights from
+# core's standard folders; the text encoder is swapped for the stand-in in tests/_host_nodes.py (core always
+# builds the full umt5-xxl, too large for a CPU check).
 TINY_WAN = "tiny_wan21_i2v.safetensors"
 TINY_WAN_VAE = "wan_2.1_vae_random.safetensors"
+RANDOM_CLIP_VISION = "clip_vision_h_random.safetensors"
 HOST_NODES = os.path.join(PACK_ROOT, "tests", "_host_nodes.py")
 HOST_NODES_FILE = "inversedvs_host_check_nodes.py"  # its name in custom_nodes/
-ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",)),
-                     "CLIPVisionEncode": ("InverseDVSHostCheck_TinyVisionEncode", ("image",))}
-ENCODER_LOADERS = ("CLIPLoader", "CLIPVisionLoader")
+ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",))}
+ENCODER_LOADERS = ("CLIPLoader",)
 SAVERS = ("SaveVideo", "InverseDVS_SaveVideo")
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
@@ -96,6 +96,7 @@ FULL_RUN_OVERRIDES = {
     ("WanImageToVideo", "length"): 9,
     ("UNETLoader", "unet_name"): TINY_WAN,
     ("VAELoader", "vae_name"): TINY_WAN_VAE,
+    ("CLIPVisionLoader", "clip_name"): RANDOM_CLIP_VISION,
 }
 # Choice values the pack's first version (0.1.0) saved in workflows, and the identifier each is now:
 # saved workflows holding them must still validate and run the same.
@@ -137,6 +138,7 @@ FOLDER_CHOICES = {
     ("InverseDVS_LoadVideo", "video"): (mw.SAMPLE_VIDEO, mw.SAMPLE_DEPTH_VIDEO),
     ("UNETLoader", "unet_name"): (TINY_WAN,),
     ("VAELoader", "vae_name"): (TINY_WAN_VAE,),
+    ("CLIPVisionLoader", "clip_name"): (RANDOM_CLIP_VISION,),
 }
 
 
@@ -180,17 +182,20 @@ def make_tiny_models(root: str) -> list[str]:
 
 # Run by ComfyUI's Python with $COMFYUI_DIR set, in tests/: core's own classes build the tiny Wan files.
 MAKE_TINY_WAN = """
-import sys, safetensors.torch, _comfy_host as host
+import sys, safetensors.torch, _comfy_host as host, _host_nodes
 host.import_comfy()
 host.save_tiny_wan(sys.argv[1])
 vae = host.wan21_vae()
 safetensors.torch.save_file({k: v.contiguous() for k, v in vae.first_stage_model.state_dict().items()}, sys.argv[2])
+_host_nodes.save_random_clip_vision_h(sys.argv[3])
 """
 
 
 def make_tiny_wan(root: str, comfyui: str, python: str) -> None:
-    """A tiny core WanModel in ``root/diffusion_models/`` and core's Wan 2.1 VAE at seeded weights in ``root/vae/``."""
-    paths = [os.path.join(root, "diffusion_models", TINY_WAN), os.path.join(root, "vae", TINY_WAN_VAE)]
+    """A tiny core WanModel in ``root/diffusion_models/``, core's Wan 2.1 VAE and ViT-H at seeded weights in
+    ``root/vae/`` and ``root/clip_vision/``."""
+    paths = [os.path.join(root, "diffusion_models", TINY_WAN), os.path.join(root, "vae", TINY_WAN_VAE),
+             os.path.join(root, "clip_vision", RANDOM_CLIP_VISION)]
     for path in paths:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     done = subprocess.run([python, "-c", MAKE_TINY_WAN, *paths], cwd=os.path.join(PACK_ROOT, "tests"),
@@ -497,17 +502,18 @@ def with_encoder_stand_ins(prompt: dict) -> tuple[dict, int]:
 
 
 def check_wan_run(server: Server, name: str, base: str) -> str:
-    """The Wan workflow through POST /prompt: core's UNETLoader / VAELoader / VAEEncode / WanImageToVideo / VAEDecode
-    on the tiny files, the encoders swapped for stand-ins."""
+    """The Wan workflow through POST /prompt: core's UNETLoader / VAELoader / CLIPVisionLoader / CLIPVisionEncode /
+    VAEEncode / WanImageToVideo / VAEDecode on the tiny and seeded files, the text encoder swapped for a stand-in."""
     prompt, swapped = with_encoder_stand_ins(apply_overrides(load_api(name), FULL_RUN_OVERRIDES))
-    if swapped != 4:
-        raise CheckFailed(f"{name}: {swapped} encoder nodes swapped, expected 3 prompts and 1 image")
+    if swapped != 3:
+        raise CheckFailed(f"{name}: {swapped} text encode nodes swapped, expected 3 (prompt, negative, empty)")
     line, videos = check_run(server, name, base, prompt=prompt)
     frames = {n for _, n, _ in videos.values()}
     want = FULL_RUN_OVERRIDES[("WanImageToVideo", "length")]
     if frames != {want}:
         raise CheckFailed(f"{name}: wrote videos of {frames} frames, expected {want}")
-    return f"core loaders on {TINY_WAN} and {TINY_WAN_VAE}, {swapped} encoder nodes stood in for; {line}"
+    return (f"core loaders on {TINY_WAN}, {TINY_WAN_VAE} and {RANDOM_CLIP_VISION}, {swapped} text encode nodes "
+            f"stood in for; {line}")
 
 
 def check_samples_installed(base: str) -> str:
