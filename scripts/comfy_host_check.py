@@ -8,14 +8,17 @@ ComfyUI checkout is changed: everything happens in a temporary base directory â€
 * ``custom_nodes/ComfyUI-InverseDVS`` holds the files a ``git clone`` of this pack holds (the README's
   install; copied from the working tree, so uncommitted edits are checked too); ``input/`` starts
   empty; tiny model folders of the real layouts are saved and given to ComfyUI through an
-  ``extra_model_paths.yaml``;
+  ``extra_model_paths.yaml``, among them a tiny core WanModel in ``diffusion_models/``, core's Wan 2.1
+  VAE and ViT-H at seeded random weights in ``vae/`` and ``clip_vision/`` (built with core's own classes);
 * ComfyUI starts on 127.0.0.1 (``--cpu``) with ``--base-directory`` pointing there;
 * checks: no import error for the pack in the log; the pack put its sample clips into ``input/``;
   ``/object_info`` lists every pack node with the inputs and outputs of its class, and the core nodes
   the workflows use as ``make_workflows.py`` describes them; the pack's workflows are served as
   templates; each workflow (API twin) queued with ``POST /prompt`` runs every one of its output nodes
   (in ``/history``) and writes its videos, the full ones with the tiny models (at a small size and few
-  steps, so it takes seconds on a CPU); the full workflow with the choice values the first version
+  steps, so it takes seconds on a CPU; the Wan one through core's UNETLoader / VAELoader / VAEEncode /
+  CLIPVisionLoader / CLIPVisionEncode / WanImageToVideo / VAEDecode, its text encode nodes swapped for
+  the stand-in of ``tests/_host_nodes.py``, as core always builds the full umt5-xxl); the full workflow with the choice values the first version
   saved runs too and gives the same frames; an unknown choice value is refused; a bad input's error
   reaches the dialog titled "InverseDVS error";
 * with a browser: every UI workflow loaded into ComfyUI's own frontend in headless Chromium has no
@@ -52,6 +55,17 @@ PACK_FOLDER = "ComfyUI-InverseDVS"
 TINY_VIDEO_MODEL = "tiny-cogvideox-i2v"  # folder name of the tiny video model (random weights)
 TINY_DEPTH_MODEL = "tiny-depth-anything"
 DEPTH_KIND = "inversedvs_depth"
+# The Wan run: core's loaders read a tiny WanModel, core's Wan 2.1 VAE and ViT-H at seeded random weights from
+# core's standard folders; the text encoder is swapped for the stand-in in tests/_host_nodes.py (core always
+# builds the full umt5-xxl, too large for a CPU check).
+TINY_WAN = "tiny_wan21_i2v.safetensors"
+TINY_WAN_VAE = "wan_2.1_vae_random.safetensors"
+RANDOM_CLIP_VISION = "clip_vision_h_random.safetensors"
+HOST_NODES = os.path.join(PACK_ROOT, "tests", "_host_nodes.py")
+HOST_NODES_FILE = "inversedvs_host_check_nodes.py"  # its name in custom_nodes/
+ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",))}
+ENCODER_LOADERS = ("CLIPLoader",)
+SAVERS = ("SaveVideo", "InverseDVS_SaveVideo")
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 BROWSER_TIMEOUT_S = 90
@@ -75,6 +89,14 @@ FULL_RUN_OVERRIDES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): TINY_VIDEO_MODEL,
     ("InverseDVS_LoadVideoModel", "dtype"): "fp32",
     ("InverseDVS_LoadVideoModel", "compile_transformer"): False,
+    ("InverseDVS_NativeInvert", "steps"): 4,
+    ("InverseDVS_NativeSample", "steps"): 4,
+    ("WanImageToVideo", "width"): 96,
+    ("WanImageToVideo", "height"): 64,
+    ("WanImageToVideo", "length"): 9,
+    ("UNETLoader", "unet_name"): TINY_WAN,
+    ("VAELoader", "vae_name"): TINY_WAN_VAE,
+    ("CLIPVisionLoader", "clip_name"): RANDOM_CLIP_VISION,
 }
 # Choice values the pack's first version (0.1.0) saved in workflows, and the identifier each is now:
 # saved workflows holding them must still validate and run the same.
@@ -114,6 +136,9 @@ FOLDER_CHOICES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): (TINY_VIDEO_MODEL,),
     ("InverseDVS_DepthEstimate", "model"): (TINY_DEPTH_MODEL,),
     ("InverseDVS_LoadVideo", "video"): (mw.SAMPLE_VIDEO, mw.SAMPLE_DEPTH_VIDEO),
+    ("UNETLoader", "unet_name"): (TINY_WAN,),
+    ("VAELoader", "vae_name"): (TINY_WAN_VAE,),
+    ("CLIPVisionLoader", "clip_name"): (RANDOM_CLIP_VISION,),
 }
 
 
@@ -155,15 +180,41 @@ def make_tiny_models(root: str) -> list[str]:
     return sorted(kind for kind in os.listdir(root) if os.path.isdir(os.path.join(root, kind)))
 
 
-def prepare_base(base: str) -> str:
+# Run by ComfyUI's Python with $COMFYUI_DIR set, in tests/: core's own classes build the tiny Wan files.
+MAKE_TINY_WAN = """
+import sys, safetensors.torch, _comfy_host as host, _host_nodes
+host.import_comfy()
+host.save_tiny_wan(sys.argv[1])
+vae = host.wan21_vae()
+safetensors.torch.save_file({k: v.contiguous() for k, v in vae.first_stage_model.state_dict().items()}, sys.argv[2])
+_host_nodes.save_random_clip_vision_h(sys.argv[3])
+"""
+
+
+def make_tiny_wan(root: str, comfyui: str, python: str) -> None:
+    """A tiny core WanModel in ``root/diffusion_models/``, core's Wan 2.1 VAE and ViT-H at seeded weights in
+    ``root/vae/`` and ``root/clip_vision/``."""
+    paths = [os.path.join(root, "diffusion_models", TINY_WAN), os.path.join(root, "vae", TINY_WAN_VAE),
+             os.path.join(root, "clip_vision", RANDOM_CLIP_VISION)]
+    for path in paths:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    done = subprocess.run([python, "-c", MAKE_TINY_WAN, *paths], cwd=os.path.join(PACK_ROOT, "tests"),
+                          env=dict(os.environ, COMFYUI_DIR=comfyui), capture_output=True, text=True)
+    if done.returncode != 0 or not all(os.path.isfile(p) for p in paths):
+        raise CheckFailed(f"could not build the tiny Wan files with core's classes:\n{done.stderr[-3000:]}")
+
+
+def prepare_base(base: str, comfyui: str, python: str) -> str:
     """Fill the temporary base directory; returns the extra_model_paths.yaml path."""
     os.makedirs(os.path.join(base, "custom_nodes"))
     install_pack(os.path.join(base, "custom_nodes"))
+    shutil.copy2(HOST_NODES, os.path.join(base, "custom_nodes", HOST_NODES_FILE))
     for sub in ("input", "output", "temp", "models", os.path.join("user", "default")):
         os.makedirs(os.path.join(base, sub), exist_ok=True)
     with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w") as f:
         json.dump(FRONTEND_SETTINGS, f)
     tiny_root = os.path.join(base, "tiny_models")
+    make_tiny_wan(tiny_root, comfyui, python)
     kinds = make_tiny_models(tiny_root)
     yaml_path = os.path.join(base, "extra_model_paths.yaml")
     with open(yaml_path, "w") as f:
@@ -342,7 +393,13 @@ def check_object_info(server: Server) -> int:
         mine = mw.spec_from_input_types(node_type, "", spec["input"], spec["output"], spec["output_name"])
         for a, b in zip(core.inputs, mine.inputs):
             keys = set(b.options) & {"default", "min", "max", "step"}
-            if (a.name, a.type, a.required, a.choices) != (b.name, b.type, b.required, b.choices) or any(
+            choices = b.choices
+            if (node_type, b.name) in mw.CORE_FOLDER_INPUTS:  # lists the folder: the files the check put there
+                choices = a.choices
+                missing = [c for c in FOLDER_CHOICES.get((node_type, b.name), ()) if c not in a.choices]
+                if missing:
+                    problems.append(f"core {node_type}.{b.name}: ComfyUI does not list {missing} (has {a.choices})")
+            if (a.name, a.type, a.required, a.choices) != (b.name, b.type, b.required, choices) or any(
                     a.options.get(k) != b.options.get(k) for k in keys):
                 problems.append(f"core {node_type}.{b.name}: ComfyUI has {a}, make_workflows has {b}")
         if len(core.inputs) != len(mine.inputs) or core.outputs != mine.outputs:
@@ -410,7 +467,7 @@ def check_run(server: Server, name: str, base: str, overrides: dict | None = Non
               prompt: dict | None = None) -> tuple[str, dict]:
     """Run workflow ``name`` (or ``prompt``); the report line and its videos (``saved_videos``)."""
     prompt = prompt or apply_overrides(load_api(name), overrides or {})
-    savers = [k for k, n in prompt.items() if n["class_type"] == "SaveVideo"]
+    savers = [k for k, n in prompt.items() if n["class_type"] in SAVERS]
     start = time.time()
     entry = server.run_prompt(prompt)
     seconds = time.time() - start
@@ -423,6 +480,40 @@ def check_run(server: Server, name: str, base: str, overrides: dict | None = Non
     line = (f"{seconds:.1f} s, all {len(server.output_nodes(prompt))} output nodes ran, wrote "
             + ", ".join(f"{p} ({n} frames)" for p, n, _ in videos.values()))
     return line, videos
+
+
+def with_encoder_stand_ins(prompt: dict) -> tuple[dict, int]:
+    """The prompt with core's text / vision encode nodes swapped for the host check's stand-ins and their loaders
+    left out; the number of nodes swapped."""
+    prompt = json.loads(json.dumps(prompt))
+    swapped = 0
+    for node in prompt.values():
+        stand_in = ENCODER_STAND_INS.get(node["class_type"])
+        if stand_in is not None:
+            node["class_type"] = stand_in[0]
+            node["inputs"] = {name: node["inputs"][name] for name in stand_in[1]}
+            swapped += 1
+    prompt = {k: n for k, n in prompt.items() if n["class_type"] not in ENCODER_LOADERS}
+    dangling = [f"{k}.{name}" for k, n in prompt.items() for name, v in n["inputs"].items()
+                if isinstance(v, list) and v[0] not in prompt]
+    if dangling:
+        raise CheckFailed(f"inputs left without their source: {dangling}")
+    return prompt, swapped
+
+
+def check_wan_run(server: Server, name: str, base: str) -> str:
+    """The Wan workflow through POST /prompt: core's UNETLoader / VAELoader / CLIPVisionLoader / CLIPVisionEncode /
+    VAEEncode / WanImageToVideo / VAEDecode on the tiny and seeded files, the text encoder swapped for a stand-in."""
+    prompt, swapped = with_encoder_stand_ins(apply_overrides(load_api(name), FULL_RUN_OVERRIDES))
+    if swapped != 3:
+        raise CheckFailed(f"{name}: {swapped} text encode nodes swapped, expected 3 (prompt, negative, empty)")
+    line, videos = check_run(server, name, base, prompt=prompt)
+    frames = {n for _, n, _ in videos.values()}
+    want = FULL_RUN_OVERRIDES[("WanImageToVideo", "length")]
+    if frames != {want}:
+        raise CheckFailed(f"{name}: wrote videos of {frames} frames, expected {want}")
+    return (f"core loaders on {TINY_WAN}, {TINY_WAN_VAE} and {RANDOM_CLIP_VISION}, {swapped} text encode nodes "
+            f"stood in for; {line}")
 
 
 def check_samples_installed(base: str) -> str:
@@ -648,7 +739,8 @@ async def browser_checks(server: Server, executable: str, names: list[str], scre
                 with open(os.path.join(mw.WORKFLOW_DIR, name + ".json"), encoding="utf-8") as f:
                     workflow = json.load(f)
                 workflow["__name"] = name + ".json"
-                user_files = [f"{t}.{n}" for t, n in FOLDER_CHOICES if t != "InverseDVS_LoadVideo"]
+                user_files = [f"{t}.{n}" for t, n in [*FOLDER_CHOICES, *mw.CORE_FOLDER_INPUTS]
+                              if t != "InverseDVS_LoadVideo"]
                 problems = await browser.evaluate(
                     f"({BROWSER_CHECK_JS})({json.dumps(workflow)}, {json.dumps(load_api(name))}, "
                     f"{json.dumps(user_files)})")
@@ -691,12 +783,12 @@ def main(argv=None) -> int:
         return 2
 
     names = [flow.name for flow in mw.workflows()]
-    geometry, full, sweep = names
+    geometry, full, sweep, wan = names
     base = tempfile.mkdtemp(prefix="inversedvs_host_")
     server = None
     ok = True
     try:
-        yaml_path = prepare_base(base)
+        yaml_path = prepare_base(base, os.path.abspath(args.comfyui), args.python)
         report(True, "temporary ComfyUI base", base)
         server = Server(os.path.abspath(args.comfyui), args.python, base, yaml_path, free_port())
         server.wait_ready()
@@ -716,6 +808,7 @@ def main(argv=None) -> int:
             report(True, f"run {full} (tiny models)", line)
             report(True, f"run {full} as first saved", check_saved_values(server, full, base, videos))
             report(True, f"run {sweep} (tiny models)", check_run(server, sweep, base, FULL_RUN_OVERRIDES)[0])
+            report(True, f"run {wan} (tiny Wan)", check_wan_run(server, wan, base))
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:

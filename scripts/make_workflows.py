@@ -38,6 +38,14 @@ UUID_NAMESPACE = uuid.UUID("6f1c0a4e-3d5b-4a8e-9c51-2b7d0e9f4a10")
 
 # ---------------------------------------------------------------------------- node specs
 
+# The files of core's Wan 2.1 image-to-video 480p template, by the models/ folder each goes in.
+WAN_FILES = {
+    "diffusion_models": "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors",
+    "text_encoders": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "vae": "wan_2.1_vae.safetensors",
+    "clip_vision": "clip_vision_h.safetensors",
+}
+
 # Core ComfyUI nodes the workflows may use, with the specs ComfyUI's /object_info gives for them
 # (the host check compares this table with a running ComfyUI).
 CORE_NODES: dict[str, dict] = {
@@ -81,6 +89,71 @@ CORE_NODES: dict[str, dict] = {
         },
         "output": [], "output_name": [], "display_name": "Save Video",
     },
+    # core's Wan image-to-video nodes (the loaders' lists are the user's model folders: here the files core's
+    # Wan 2.1 I2V template names)
+    "UNETLoader": {
+        "input": {"required": {"unet_name": [[WAN_FILES["diffusion_models"]]],
+                               "weight_dtype": [["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"]]}},
+        "output": ["MODEL"], "output_name": ["MODEL"], "display_name": "Load Diffusion Model",
+    },
+    "CLIPLoader": {
+        "input": {"required": {"clip_name": [[WAN_FILES["text_encoders"]]],
+                               "type": [["stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv",
+                                         "pixart", "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2",
+                                         "qwen_image", "hunyuan_image"]]},
+                  "optional": {"device": [["default", "cpu"], {"advanced": True}]}},
+        "output": ["CLIP"], "output_name": ["CLIP"], "display_name": "Load CLIP",
+    },
+    "VAELoader": {
+        "input": {"required": {"vae_name": [[WAN_FILES["vae"], "pixel_space"]]}},
+        "output": ["VAE"], "output_name": ["VAE"], "display_name": "Load VAE",
+    },
+    "CLIPVisionLoader": {
+        "input": {"required": {"clip_name": [[WAN_FILES["clip_vision"]]]}},
+        "output": ["CLIP_VISION"], "output_name": ["CLIP_VISION"], "display_name": "Load CLIP Vision",
+    },
+    "CLIPVisionEncode": {
+        "input": {"required": {"clip_vision": ["CLIP_VISION"], "image": ["IMAGE"], "crop": [["center", "none"]]}},
+        "output": ["CLIP_VISION_OUTPUT"], "output_name": ["CLIP_VISION_OUTPUT"], "display_name": "CLIP Vision Encode",
+    },
+    "CLIPTextEncode": {
+        "input": {"required": {"text": ["STRING", {"multiline": True, "dynamicPrompts": True}], "clip": ["CLIP"]}},
+        "output": ["CONDITIONING"], "output_name": ["CONDITIONING"], "display_name": "CLIP Text Encode (Prompt)",
+    },
+    "ImageFromBatch": {
+        "input": {"required": {"image": ["IMAGE"], "batch_index": ["INT", {"default": 0, "min": 0, "max": 4095}],
+                               "length": ["INT", {"default": 1, "min": 1, "max": 4096}]}},
+        "output": ["IMAGE"], "output_name": ["IMAGE"], "display_name": "ImageFromBatch",
+    },
+    "VAEEncode": {
+        "input": {"required": {"pixels": ["IMAGE"], "vae": ["VAE"]}},
+        "output": ["LATENT"], "output_name": ["LATENT"], "display_name": "VAE Encode",
+    },
+    "VAEDecode": {
+        "input": {"required": {"samples": ["LATENT"], "vae": ["VAE"]}},
+        "output": ["IMAGE"], "output_name": ["IMAGE"], "display_name": "VAE Decode",
+    },
+    "WanImageToVideo": {
+        "input": {
+            "required": {
+                "positive": ["CONDITIONING", {}], "negative": ["CONDITIONING", {}], "vae": ["VAE", {}],
+                "width": ["INT", {"default": 832, "min": 16, "max": 16384, "step": 16}],
+                "height": ["INT", {"default": 480, "min": 16, "max": 16384, "step": 16}],
+                "length": ["INT", {"default": 81, "min": 1, "max": 16384, "step": 4}],
+                "batch_size": ["INT", {"default": 1, "min": 1, "max": 4096}],
+            },
+            "optional": {"clip_vision_output": ["CLIP_VISION_OUTPUT", {}], "start_image": ["IMAGE", {}]},
+        },
+        "output": ["CONDITIONING", "CONDITIONING", "LATENT"], "output_name": ["positive", "negative", "latent"],
+        "display_name": "WanImageToVideo",
+    },
+}
+# Core's loader inputs that list a model folder (core's standard folder names): (node type, input) → folder.
+CORE_FOLDER_INPUTS = {
+    ("UNETLoader", "unet_name"): "diffusion_models",
+    ("CLIPLoader", "clip_name"): "text_encoders",
+    ("VAELoader", "vae_name"): "vae",
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
 }
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -537,6 +610,37 @@ by side (left to right as the Sample nodes top to bottom), each is also saved on
 
 Add a Sample node (copy one, change its widgets, wire it like the others) to try more."""
 
+WAN_NOTE = """## InverseDVS on Wan 2.1 I2V 14B (core loaders)
+
+The method on the Wan model **core ComfyUI loads itself**: 81 frames at 832x480, 16 fps.
+
+**Group 1, geometry** (seconds, no GPU): depth, camera path, forward warp; check the warp and holes
+first. Depth needs a Depth Anything V2 folder in `models/inversedvs_depth/`.
+
+**Group 2, Wan**: core's loaders, prompts and *WanImageToVideo* with the **first warped frame** as
+start image: one with an **empty prompt** (what *Invert* inverts with), one with your prompt and the
+negative (what *Sample* samples with). *Invert* runs once; change *k*, *guidance*, *preservation* or
+the *seed* in **Sample** and only sampling runs again.
+
+Use the same *steps* and *strength* in Invert and Sample. The frame count is set in three places
+that must agree: Load Video's *frame_load_cap*, Camera Path's *frames* and both WanImageToVideo
+*length*s (81 here; the pack's sample clip has 49, a count Wan takes too)."""
+
+WAN_MODEL_NOTE = """**Model files** (core's standard folders, the names core's Wan 2.1 I2V template uses):
+- `models/diffusion_models/wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors`
+- `models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors`
+- `models/vae/wan_2.1_vae.safetensors`
+- `models/clip_vision/clip_vision_h.safetensors`"""
+
+WAN_SAMPLE_NOTE = """**Sample (native)** is SLM, K-RNR Noise, Guider, Sigmas and core's Euler sampler in one node.
+For another sampler, wire the five nodes instead: *Stochastic Latent Modulation*, *Sigmas*,
+*K-RNR Noise*, *Guider* (native) and core's *KSamplerSelect* into *SamplerCustomAdvanced* (same
+bits with euler)."""
+
+WAN_NEGATIVE = "blurry, distorted, deformed, flickering, low quality, watermark, text, static frame"
+WAN_FPS = 16.0  # Wan 2.1 clips play at 16 frames per second
+WAN_SIZE = {"width": 832, "height": 480, "length": 81}  # core's Wan 2.1 I2V 480p template
+
 PROMPT = ("A calm city street at dusk, parked cars and shop fronts along the sidewalk, soft warm light, "
           "realistic, detailed, steady camera motion.")
 FPS = 8.0  # CogVideoX clips play at 8 frames per second
@@ -670,7 +774,76 @@ def workflows() -> list[Workflow]:
          Group("3 · Sample several ways", tuple(sweep_keys) + ("stitch_01", "stitch_012", "sweep_video",
                                                                "sweep_save"), GROUP_COLORS["sweep"])],
     )
-    return [geometry, full, sweep]
+    return [geometry, full, sweep, _wan_workflow()]
+
+
+def _wan_workflow() -> Workflow:
+    """Wan 2.1 I2V 14B with core's loaders, WanImageToVideo, VAE Encode / Decode and the native nodes."""
+    geometry = _geometry(0, depth_from_video=False)
+    frames, width, height = WAN_SIZE["length"], WAN_SIZE["width"], WAN_SIZE["height"]
+    for node in geometry:
+        if node.key == "video":
+            node.values.update(frame_load_cap=frames, width=width, height=height)
+        elif node.key == "path":
+            node.values.update(frames=frames)
+
+    def i2v(key: str, positive: str, title: str) -> Node:
+        return Node(key, "WanImageToVideo", title, 3,
+                    links={"positive": (positive, "CONDITIONING"), "negative": ("negative", "CONDITIONING"),
+                           "vae": ("vae", "VAE"), "clip_vision_output": ("vision_encode", "CLIP_VISION_OUTPUT"),
+                           "start_image": ("first_frame", "IMAGE")},
+                    values=dict(WAN_SIZE), band=1)
+
+    items = [
+        Note("about", WAN_NOTE, 0), *geometry,
+        Node("unet", "UNETLoader", "Load Diffusion Model (Wan 2.1 I2V 14B)", 0, color="model",
+             values={"unet_name": WAN_FILES["diffusion_models"]}, band=1),
+        Node("clip", "CLIPLoader", "Load CLIP (umt5-xxl)", 0, color="model",
+             values={"clip_name": WAN_FILES["text_encoders"], "type": "wan"}, band=1),
+        Node("vae", "VAELoader", "Load VAE (Wan 2.1)", 0, color="model", values={"vae_name": WAN_FILES["vae"]},
+             band=1),
+        Node("clip_vision", "CLIPVisionLoader", "Load CLIP Vision (ViT-H)", 0, color="model",
+             values={"clip_name": WAN_FILES["clip_vision"]}, band=1),
+        Note("model_note", WAN_MODEL_NOTE, 0, band=1),
+        Node("prompt", "CLIPTextEncode", "Prompt", 1, links={"clip": ("clip", "CLIP")}, values={"text": PROMPT},
+             color="prompt", band=1),
+        Node("negative", "CLIPTextEncode", "Negative prompt", 1, links={"clip": ("clip", "CLIP")},
+             values={"text": WAN_NEGATIVE}, color="prompt", band=1),
+        Node("empty", "CLIPTextEncode", "Empty prompt (for the inversion)", 1, links={"clip": ("clip", "CLIP")},
+             values={"text": ""}, color="prompt", band=1),
+        Node("first_frame", "ImageFromBatch", "First warped frame", 2, links={"image": ("warp", "warped")},
+             values={"batch_index": 0, "length": 1}, band=1),
+        Node("vision_encode", "CLIPVisionEncode", "CLIP Vision Encode (first warped frame)", 2,
+             links={"clip_vision": ("clip_vision", "CLIP_VISION"), "image": ("first_frame", "IMAGE")},
+             values={"crop": "none"}, band=1),
+        Node("encode", "VAEEncode", "VAE Encode (warped video)", 2,
+             links={"pixels": ("warp", "warped"), "vae": ("vae", "VAE")}, band=1),
+        i2v("i2v_invert", "empty", "WanImageToVideo: empty prompt (inversion)"),
+        i2v("i2v", "prompt", "WanImageToVideo: prompt (sampling)"),
+        Node("invert", P + "NativeInvert", "Invert (runs once)", 4,
+             links={"model": ("unet", "MODEL"), "positive": ("i2v_invert", "positive"), "latent": ("encode", "LATENT")},
+             band=1),
+        Node("sample", P + "NativeSample", "Sample (change k / guidance / seed here)", 4,
+             links={"model": ("unet", "MODEL"), "vae": ("vae", "VAE"), "positive": ("i2v", "positive"),
+                    "negative": ("i2v", "negative"), "clean": ("encode", "LATENT"), "noise": ("invert", "noise"),
+                    "mask": ("warp", "mask")}, band=1),
+        Note("sample_note", WAN_SAMPLE_NOTE, 4, band=1),
+        Node("decode", "VAEDecode", "VAE Decode", 5, links={"samples": ("sample", "latent"), "vae": ("vae", "VAE")},
+             band=1),
+        Node("result_preview", "PreviewImage", "Preview: result", 5, links={"images": ("decode", "IMAGE")}, band=1),
+        Node("result_save", P + "SaveVideo", "Save: result", 5, links={"images": ("decode", "IMAGE")},
+             values={"fps": WAN_FPS, "filename_prefix": "InverseDVS/wan_result"}, color="output", band=1),
+    ]
+    wan_keys = ("unet", "clip", "vae", "clip_vision", "model_note", "prompt", "negative", "empty", "first_frame",
+                "vision_encode", "encode", "i2v_invert", "i2v", "invert", "sample", "sample_note", "decode",
+                "result_preview")
+    return Workflow(
+        "inversedvs_wan21_i2v_native",
+        items,
+        [Group("1 · Geometry (seconds, no GPU)", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
+         Group("2 · Wan 2.1 I2V (core loaders): invert once, sample many times", wan_keys, GROUP_COLORS["diffusion"]),
+         Group("3 · Save", ("result_save",), GROUP_COLORS["output"])],
+    )
 
 
 # ---------------------------------------------------------------------------- thumbnails
@@ -760,6 +933,9 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         "inversedvs_sweep_k_guidance": [
             [_tile(warped[0], "warp, first frame"), _tile(warped[middle], "warp, middle frame")],
             [_tile(warped[last], "warp, last frame"), _tile(holes[last], "holes: one inversion, 3 samplings")]],
+        "inversedvs_wan21_i2v_native": [
+            [_tile(warped[0], "start image: first warped frame"), _tile(warped[last], "new camera: warp")],
+            [_tile(holes[last], "holes Wan 2.1 fills"), _tile(path[0], "camera path")]],
     }
     written = []
     for name, rows in pictures.items():

@@ -20,12 +20,16 @@ from inversedvs.nodes import _samples
 
 WORKFLOW_DIR = os.path.join(PACK_ROOT, "workflows")
 API_DIR = os.path.join(WORKFLOW_DIR, "api")
-CORE_ALLOWED = {"PreviewImage", "MaskToImage", "ImageStitch", "CreateVideo", "SaveVideo"}
+CORE_ALLOWED = {"PreviewImage", "MaskToImage", "ImageStitch", "CreateVideo", "SaveVideo",
+                # core's Wan image-to-video nodes (loaders, text / vision encoders, VAE, image conditioning)
+                "UNETLoader", "CLIPLoader", "VAELoader", "CLIPVisionLoader", "CLIPVisionEncode", "CLIPTextEncode",
+                "ImageFromBatch", "VAEEncode", "VAEDecode", "WanImageToVideo"}
 NOTE_TYPES = {"Note", "MarkdownNote"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
-EXPECTED = {"inversedvs_geometry_preview", "inversedvs_full_pipeline", "inversedvs_sweep_k_guidance"}
+EXPECTED = {"inversedvs_geometry_preview", "inversedvs_full_pipeline", "inversedvs_sweep_k_guidance",
+            "inversedvs_wan21_i2v_native"}
 # The reference's sampling settings (DESIGN §1): what the full workflow must start from.
 REFERENCE_SAMPLE = {"steps": 30, "strength": 0.98, "guidance": 10.0, "preservation": 1.0, "seed": 42}
 WEIGHT_NODES = {"InverseDVS_LoadVideoModel", "InverseDVS_DepthEstimate"}
@@ -297,6 +301,63 @@ def test_sweep_reuses_one_inversion_for_distinct_settings():
     saves = by_type(ui, "SaveVideo")
     assert len(saves) == len(samples) + 1
     assert len({widget_dict(s)["filename_prefix"] for s in saves}) == len(saves)
+
+
+def _inputs_from(ui, node):
+    """Input name → (source node, source output name) of a node's linked inputs."""
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    links = {link[0]: link for link in ui["links"]}
+    found = {}
+    for entry in node["inputs"]:
+        if entry["link"] is not None:
+            link = links[entry["link"]]
+            source = nodes[link[1]]
+            found[entry["name"]] = (source, source["outputs"][link[2]]["name"])
+    return found
+
+
+def test_wan_workflow_uses_core_loaders_and_conditions_on_the_first_warped_frame():
+    ui = load(os.path.join(WORKFLOW_DIR, "inversedvs_wan21_i2v_native.json"))
+    types = [n["type"] for n in ui["nodes"]]
+    assert not {"InverseDVS_LoadVideoModel", "InverseDVS_EncodeText", "InverseDVS_KRNRInvert"} & set(types)
+    for loader, folder in mw.CORE_FOLDER_INPUTS.items():
+        (node,) = by_type(ui, loader[0])
+        assert widget_dict(node)[loader[1]] == mw.WAN_FILES[folder]
+    assert widget_dict(_node(ui, "CLIPLoader"))["type"] == "wan"
+    assert "fp8" in widget_dict(_node(ui, "UNETLoader"))["unet_name"]
+    # 81 frames of 832x480 from the loader through the path to both WanImageToVideo nodes
+    video = widget_dict(_node(ui, "InverseDVS_LoadVideo"))
+    assert (video["frame_load_cap"], video["width"], video["height"]) == (81, 832, 480)
+    assert widget_dict(_node(ui, "InverseDVS_CameraTrajectory"))["frames"] == 81
+    i2vs = by_type(ui, "WanImageToVideo")
+    assert len(i2vs) == 2
+    prompts = set()
+    for i2v in i2vs:
+        assert {k: widget_dict(i2v)[k] for k in ("width", "height", "length")} == {
+            "width": 832, "height": 480, "length": 81}
+        linked = _inputs_from(ui, i2v)
+        start, _ = linked["start_image"]
+        assert start["type"] == "ImageFromBatch" and widget_dict(start) == {"batch_index": 0, "length": 1}
+        assert _inputs_from(ui, start)["image"][1] == "warped"
+        assert linked["clip_vision_output"][0]["type"] == "CLIPVisionEncode"
+        prompts.add(widget_dict(linked["positive"][0])["text"])
+        assert widget_dict(linked["negative"][0])["text"] == mw.WAN_NEGATIVE
+    assert prompts == {"", mw.PROMPT}  # the inversion's empty prompt and the sampling prompt
+    invert, sample = _node(ui, "InverseDVS_NativeInvert"), _node(ui, "InverseDVS_NativeSample")
+    inverted_with = _inputs_from(ui, invert)["positive"][0]
+    assert widget_dict(_inputs_from(ui, inverted_with)["positive"][0])["text"] == ""
+    sampled_with = _inputs_from(ui, sample)
+    assert widget_dict(_inputs_from(ui, sampled_with["positive"][0])["positive"][0])["text"] == mw.PROMPT
+    assert sampled_with["negative"][0] is sampled_with["positive"][0]
+    assert sampled_with["noise"][0] is invert and _inputs_from(ui, invert)["latent"][0]["type"] == "VAEEncode"
+    assert sampled_with["clean"][0]["type"] == "VAEEncode" and sampled_with["mask"][1] == "mask"
+    values = widget_dict(sample)
+    for name, value in REFERENCE_SAMPLE.items():
+        assert values[name] == pytest.approx(value), name
+    assert (widget_dict(invert)["steps"], widget_dict(invert)["strength"]) == (values["steps"], values["strength"])
+    (save,) = by_type(ui, "InverseDVS_SaveVideo")
+    assert _inputs_from(ui, save)["images"][0]["type"] == "VAEDecode"
+    assert widget_dict(save)["fps"] == 16.0
 
 
 def _full_ui():
