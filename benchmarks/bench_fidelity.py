@@ -8,7 +8,8 @@ Seeds are below the training seed offset (never trained on). The source clip is 
 camera with exact depth; Forward Warp moves it along the preset; the ground truth is the same scene at the same
 moments rendered from the target cameras (target pose = anchor-to-frame transform x source pose). Rows, each
 against the same ground truth: the forward warp itself (no model: checks the ground truth on seen pixels), plain image-to-video from fresh noise (strength 1), inversion with k = 0,
-K-RNR k = 1, 2, 6 (paper mode, SLM on); the same rows on the still path (identity camera) measure
+K-RNR k = 1, 2, 6 (paper mode, SLM on), k = 6 with the image condition taken from the whole clip's first latent
+frame instead of the first frame encoded alone; the same rows on the still path (identity camera) measure
 reconstruction. Metrics: PSNR on pixels seen from the source, on disoccluded pixels, on the whole frame; SSIM
 of the whole frame; temporal error (mean |frame difference of output − of ground truth|).
 Results: benchmarks/results/fidelity[_reduced].json with the command.
@@ -39,6 +40,9 @@ MINI = os.path.join(C.REPO_ROOT, "weights", "inversedvs-mini-cogvideox-i2v")
 HEIGHT, WIDTH, SUPERSAMPLE = 128, 192, 2
 STRENGTH, GUIDANCE, SEED = 0.98, 6.0, 42
 KRNR_ORDERS = (0, 1, 2, 6)
+DEFAULT_K = 6
+# The image condition's other form, measured against the default (the first frame encoded alone).
+OTHER_IMAGE_CONDITION = "clip_first_frame"
 METRIC = DEPTH_KIND_CHOICES[1]
 SSIM_WINDOW, SSIM_C1, SSIM_C2 = 7, 0.01**2, 0.03**2
 
@@ -88,7 +92,7 @@ def run_rows(model, views: dict, steps: int, still: bool) -> dict:
     latent = VAEEncode().encode(model, views["warped"], False)[0]
     positive, negative = EncodeText().encode(model, views["caption"], "")
     mask = views["mask"]
-    inverted = KRNRInvert().invert(model, latent, steps, STRENGTH, "terminal (reference)")[0]
+    inverted = KRNRInvert().invert(model, latent, steps, STRENGTH, "terminal")[0]
     clean, noise, _ = StochasticLatentModulate().modulate(latent, inverted, mask, SEED)
     fresh = {"samples": torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(SEED)),
              "model": latent["model"]}
@@ -101,6 +105,12 @@ def run_rows(model, views: dict, steps: int, still: bool) -> dict:
         name = "inversion k = 0" if k == 0 else f"K-RNR k = {k}"
         rows[prefix + name] = decode(Sample().sample(model, positive, negative, clean, noise, mask, steps, STRENGTH, k,
                                                      "paper", GUIDANCE, 1.0, True, SEED)[0])
+    other = VAEEncode().encode(model, views["warped"], False, OTHER_IMAGE_CONDITION, SEED)[0]
+    other_clean, other_noise, _ = StochasticLatentModulate().modulate(
+        other, KRNRInvert().invert(model, other, steps, STRENGTH, "terminal")[0], mask, SEED)
+    rows[prefix + f"K-RNR k = {DEFAULT_K}, image = clip's first latent frame"] = decode(Sample().sample(
+        model, positive, negative, other_clean, other_noise, mask, steps, STRENGTH, DEFAULT_K, "paper", GUIDANCE, 1.0,
+        True, SEED)[0])
     return rows
 
 
