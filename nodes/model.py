@@ -252,7 +252,8 @@ class VAEEncode:
                     "tooltip": "How the first frame conditions the model. first_frame_sample (default): the first "
                                "frame encoded alone, a seeded sample of its VAE posterior — as the model was trained "
                                "and as diffusers' image-to-video pipeline does. first_frame_mean: the same, its "
-                               "posterior mean. clip_first_frame: latent frame 0 of the whole video's encoding."}),
+                               "posterior mean. clip_first_frame: latent frame 0 of the whole video's encoding "
+                               "(0.3 dB better on seen pixels with the pack's small model, docs/fidelity.md)."}),
                 "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
                                  "tooltip": "Seed of the image condition's posterior sample (first_frame_sample)."}),
             },
