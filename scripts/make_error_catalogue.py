@@ -65,9 +65,6 @@ On a GPU the result is repeatable to within a few levels of the last bit, not bi
 - cuDNN and PyTorch's scaled-dot-product attention pick their kernels at run time by GPU model,
   driver and free memory (flash, memory-efficient, cuDNN attention); different kernels sum in a
   different order.
-- Forward splatting adds many contributions to one target pixel with atomic additions; on the
-  GPU their order varies between runs, and in bf16/fp16 that changes the last bits of the warped
-  frame and hence, slightly, everything after it.
 - A compiled transformer (`torch.compile`) fuses operations differently from eager mode and
   between compiler versions, so compiled and eager runs differ within bf16 noise.
 - bf16 and fp16 results differ from fp32 ones, and from one GPU architecture to another.
