@@ -17,6 +17,7 @@ import torch
 
 from ..errors import InverseDVSError
 from . import _host, _validate
+from ._choices import Choices
 
 MODEL_TYPE = "INVDVS_VIDEO_MODEL"
 VIDEO_KIND = "inversedvs_video"
@@ -32,7 +33,7 @@ MAX_SEED = 0xFFFFFFFFFFFFFFFF
 # How the image condition is made from the first frame. The model was trained on the first frame
 # encoded alone (a one-frame video) with a posterior sample; ``clip_first_frame`` takes latent frame 0
 # of the whole clip's encoding instead (a different latent: the VAE normalises over time).
-IMAGE_CONDITIONS = ("first_frame_sample", "first_frame_mean", "clip_first_frame")
+IMAGE_CONDITIONS = Choices(("first_frame_sample", "first_frame_mean", "clip_first_frame"))
 DEFAULT_IMAGE_CONDITION = IMAGE_CONDITIONS[0]
 DEFAULT_NEGATIVE = (
     "cluttered, messy composition, blurry, out of focus, smeared details, black empty regions, dark holes, "
@@ -247,7 +248,7 @@ class VAEEncode:
                                       "tooltip": "Encode in overlapping tiles: less VRAM, slightly slower."}),
             },
             "optional": {
-                "image_condition": (list(IMAGE_CONDITIONS), {
+                "image_condition": (IMAGE_CONDITIONS, {
                     "default": DEFAULT_IMAGE_CONDITION,
                     "tooltip": "How the first frame conditions the model. first_frame_sample (default): the first "
                                "frame encoded alone, a seeded sample of its VAE posterior — as the model was trained "

@@ -15,7 +15,7 @@ from ..errors import InverseDVSError
 from ..krnr.noise_init import seeded_generator
 from . import _validate
 from .diffusion import (DEFAULT_GUIDANCE, DEFAULT_K, DEFAULT_PRESERVATION, DEFAULT_SEED, DEFAULT_STEPS,
-                        DEFAULT_STRENGTH, INVERSION_ENDS, MAX_K, MAX_SEED, SLM_SCOPES, latent_masks)
+                        DEFAULT_STRENGTH, INVERSION_ENDS, MAX_K, MAX_SEED, SLM_SCOPES, check_pairing, latent_masks)
 
 CATEGORY = "InverseDVS/native"
 # Inversion of the native path: to the sampling start is what reconstructs with k = 0.
@@ -71,14 +71,11 @@ def _check_model_latent(model, latent, node: str, name: str) -> torch.Tensor:
 
 
 def _clean_and_noise(model, clean, noise, node: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The samples of the clean latent and the inverted noise: the model's channels, one shape."""
+    """The samples of the clean latent and the inverted noise: the model's channels, paired as
+    ``diffusion.check_pairing`` requires (one shape, not swapped)."""
     x_samples = _check_model_latent(model, clean, node, "clean")
     eps_samples = _check_model_latent(model, noise, node, "noise")
-    if x_samples.shape != eps_samples.shape:
-        raise InverseDVSError(
-            f"{node}: clean latent {tuple(x_samples.shape)} and noise {tuple(eps_samples.shape)} differ; invert the "
-            "latent you connect as 'clean'."
-        )
+    check_pairing(clean, noise, node)
     return x_samples, eps_samples
 
 
