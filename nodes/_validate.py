@@ -270,7 +270,10 @@ def tensor_bytes(shape, dtype: torch.dtype = torch.float32) -> int:
 
 def check_fits_memory(needed: int, what: str, node: str, device: torch.device | str = "cpu",
                       hint: str = "") -> None:
-    """Refuse (before allocating) when ``needed`` bytes exceed what ``device`` has free."""
+    """Refuse (before allocating) when ``needed`` bytes exceed what ``device`` has free. On an accelerator
+    ComfyUI is first asked for that room (it evicts only as many of its models as that takes)."""
+    if torch.device(device).type != "cpu":
+        _host.free_host_memory(needed)
     free = free_memory_bytes(torch.device(device))
     if needed > free * MEMORY_HEADROOM:
         raise InverseDVSError(

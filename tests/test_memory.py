@@ -199,3 +199,22 @@ def test_loading_asks_comfyui_for_room_and_never_evicts_everything(monkeypatch, 
         with _validate.out_of_memory_as_error("Sample", "sampling", "x", needed_bytes=5 * GIB, device="cpu"):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB.")
     assert core.freed[-1] == 5 * GIB and not core.unloaded_all
+
+
+def test_a_gpu_stage_asks_comfyui_for_its_room_before_judging_whether_it_fits(monkeypatch):
+    """Forward Warp and every other stage checked by ``check_fits_memory`` on an accelerator ask core to free what
+    they need first (core then evicts only as much as that takes), and refuse only when even then it does not fit."""
+    from inversedvs.nodes import _host
+
+    core = _CoreMemory()
+    monkeypatch.setattr(_host, "_mm", core)
+    free = {"bytes": 8 * GIB}
+    monkeypatch.setattr(_validate, "free_memory_bytes", lambda device: free["bytes"])
+    needed = _validate.check_video_memory(81, 480, 832, "Forward Warp", copies=18, device="cuda")
+    assert core.freed == [needed] and not core.unloaded_all
+    free["bytes"] = 2 * GIB
+    with pytest.raises(InverseDVSError, match="Forward Warp: 81 frames at 832x480 needs about"):
+        _validate.check_video_memory(81, 480, 832, "Forward Warp", copies=18, device="cuda")
+    assert core.freed == [needed, needed]
+    _validate.check_video_memory(81, 480, 832, "Load Video", device="cpu")
+    assert len(core.freed) == 2  # host memory is not core's to free
