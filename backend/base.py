@@ -8,15 +8,21 @@ model's raw prediction into (x̂0, ε̂) at a level and says how its VAE compres
 | noise levels | DDPM: (√ᾱ_t, √(1−ᾱ_t)) from ``schedule`` | flow: (1−σ, σ) from the MODEL's ``model_sampling`` (``full_grid``) |
 | prediction at a level | ``transformer_session`` → v; ``levels.from_v`` | core's guider → denoised D(x, σ); u = (x − D)/σ; ``levels.from_velocity`` |
 | text | ``encode_text`` (T5 in the model folder) | core's CLIP + CLIPTextEncode (outside the pack) |
-| image condition | first latent frame of the clean latent, zero-padded | core's WanImageToVideo (concat_latent_image, concat_mask) |
+| image condition | the first frame encoded alone (``encode_image``), zero-padded | core's WanImageToVideo (concat_latent_image, concat_mask) |
 | encode / decode | ``encode_video`` (posterior mean, std) / ``decode`` | core's VAE Encode / VAE Decode (mean only: no reference K-RNR) |
-| compression factors | ``temporal_compression``, ``spatial_compression`` | ``vae_factors(vae)`` from the VAE (Wan 2.1: 4, 8; Wan 2.2: 4, 16) |
-| latent size | ``latent_channels``, ``check_latent_size`` | the MODEL's ``latent_format.latent_channels`` |
+| compression factors | ``compression()`` (module constants for nodes without a model input) | ``compression(vae)`` from the VAE (Wan 2.1: 4, 8; Wan 2.2: 4, 16) |
+| latent size | ``latent_channels``, ``check_latent_size`` | ``latent_channels(model)`` (the MODEL's ``latent_format``) |
 | memory estimate, release | ``nodes._validate.denoiser_memory``, ``release`` | core's own: ``prepare_sampling`` estimates and ``load_models_gpu`` loads; core evicts |
 
 Latents are ``[B, C, T, h, w]`` float32 — CogVideoX's scaled by the VAE's scaling factor, native
 LATENTs in ComfyUI's latent space with the maths done after the MODEL's ``process_latent_in``;
 images are ComfyUI IMAGE batches ``[F, H, W, 3]`` in 0..1; text embeddings ``[B, L, D]``.
+
+``tests/test_backend_interface.py`` holds both to the rows that the method's shared code relies on:
+a video of F = temporal·(T−1) + 1 frames of H×W encodes to [1, channels, T, H/spatial, W/spatial] and
+the hole mask's latent grid is that grid; every prediction at a level satisfies x = a·x̂0 + b·ε̂; the
+grid at strength 1 starts from pure noise (a = 0, b = 1) and ends clean; inversion then sampling with
+k = 0 gives the input back.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class VideoModel(Protocol):
     latent_channels: int
     spatial_compression: int  # 8: H = 8·h
     temporal_compression: int  # 4: F = 4·(T−1) + 1
+
+    def compression(self) -> tuple[int, int]:
+        """(temporal, spatial) compression of the VAE."""
     schedule: NoiseSchedule
     device: torch.device
 

@@ -19,6 +19,8 @@ from .lora import merge_lora, read_safetensors
 from .offload import POLICIES, Placement, return_pinned_memory
 
 MODEL_ID = "cogvideox-5b-i2v"
+# The causal 3-D VAE: a latent frame per 4 frames after the first (F = 4·(T−1) + 1), a cell per 8×8 pixels.
+TEMPORAL_COMPRESSION, SPATIAL_COMPRESSION = 4, 8
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 # Offset embedding CogVideoX 1.5 checkpoints expect (none for 5B-I2V 1.0, whose ofs_embed_dim is null).
 OFS_VALUE = 2.0
@@ -173,8 +175,8 @@ class CogVideoXModel:
     """A loaded CogVideoX-5B-I2V (transformer + VAE resident per the memory policy; T5 loaded per use)."""
 
     model_id = MODEL_ID
-    spatial_compression = 8
-    temporal_compression = 4
+    spatial_compression = SPATIAL_COMPRESSION
+    temporal_compression = TEMPORAL_COMPRESSION
 
     def __init__(self, folder: str, dtype: str = "bf16", policy: str = "model_offload",
                  device: torch.device | None = None, lora_path: str | None = None, lora_strength: float = 1.0,
@@ -321,6 +323,10 @@ class CogVideoXModel:
         return video.permute(0, 2, 3, 4, 1).reshape(-1, *video.shape[3:], 3).cpu()
 
     # -------------------------------------------------------------------------------- denoiser
+    def compression(self) -> tuple[int, int]:
+        """(temporal, spatial) compression of the VAE: (4, 8)."""
+        return self.temporal_compression, self.spatial_compression
+
     def check_latent_size(self, height: int, width: int, node: str) -> None:
         """Refuse a latent grid other than the training size when positional embeddings are learned."""
         if self.fixed_latent_size is not None and (height, width) != self.fixed_latent_size:

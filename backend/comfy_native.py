@@ -45,7 +45,7 @@ def check_flow_model(model, node: str):
     return sampling
 
 
-def vae_factors(vae, node: str) -> tuple[int, int]:
+def compression(vae, node: str) -> tuple[int, int]:
     """(temporal, spatial) compression of a video VAE, as the VAE reports them (Wan 2.1: 4, 8; Wan 2.2: 4, 16)."""
     temporal = vae.temporal_compression_decode() if getattr(vae, "latent_dim", 2) == 3 else None
     if temporal is None:
@@ -54,6 +54,11 @@ def vae_factors(vae, node: str) -> tuple[int, int]:
             "(e.g. wan_2.1_vae.safetensors from Load VAE)."
         )
     return int(temporal), int(vae.spacial_compression_encode())
+
+
+def latent_channels(model) -> int:
+    """Channels of the MODEL's latents (Wan 2.1: 16, Wan 2.2 TI2V-5B: 48)."""
+    return int(model.get_model_object("latent_format").latent_channels)
 
 
 def to_model_space(model, samples: torch.Tensor) -> torch.Tensor:

@@ -39,10 +39,10 @@ def _step_callback(progress: _host.Progress):
     return callback
 
 
-def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str, temporal: int = 4, spatial: int = 8):
+def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str, temporal: int, spatial: int):
     """Pixel hole MASK [F, H, W] → (visibility [T,h,w], unseen, fully_unseen) checked against latent [B,C,T,h,w].
 
-    ``temporal``, ``spatial``: the VAE's compression factors (CogVideoX: 4 and 8).
+    ``temporal``, ``spatial``: the VAE's compression factors, as its backend reports them (CogVideoX: 4, 8).
     """
     from ..slm.masks import fully_unseen_cells, latent_visibility, unseen_cells
 
@@ -234,7 +234,10 @@ class StochasticLatentModulate:
         check_pairing(clean, noise, node)
         if scope not in SLM_SCOPES or clean_from not in CLEAN_SOURCES:
             raise InverseDVSError(f"{node}: scope must be one of {SLM_SCOPES}, clean_from one of {CLEAN_SOURCES}.")
-        _, unseen, fully = latent_masks(mask, x_samples, node)
+        from ..backend import cogvideox
+
+        _, unseen, fully = latent_masks(mask, x_samples, node, cogvideox.TEMPORAL_COMPRESSION,
+                                        cogvideox.SPATIAL_COMPRESSION)
         generator = seeded_generator(seed)
         x0 = _clean_x0(clean, generator, clean_from)
         x0, eps = stochastic_latent_modulation(x0, eps.float(), unseen, fully, generator, scope)
@@ -313,7 +316,7 @@ class Sample:
                 f"(start timestep {inv.get('start')}), but Sample uses steps = {steps}, strength = {strength} "
                 f"(start timestep {start}). Use the same steps and strength in both nodes."
             )
-        _, unseen, fully = latent_masks(mask, x_samples, node)
+        _, unseen, fully = latent_masks(mask, x_samples, node, *model.compression())
         pos = text_embeds(positive, model, node, "positive")
         neg = text_embeds(negative, model, node, "negative")
 

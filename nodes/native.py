@@ -64,7 +64,7 @@ def _backend():
 def _check_model_latent(model, latent, node: str, name: str) -> torch.Tensor:
     """A video LATENT whose channels are the MODEL's latent channels; returns its samples."""
     samples = _validate.check_latent(latent, node, name=name)
-    channels = int(model.get_model_object("latent_format").latent_channels)
+    channels = _backend().latent_channels(model)
     if samples.shape[1] != channels:
         raise InverseDVSError(
             f"{node}: {name} has {samples.shape[1]} channels but this model's latents have {channels}; encode the "
@@ -157,7 +157,7 @@ class NativeModulate:
         x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
         if scope not in SLM_SCOPES:
             raise InverseDVSError(f"{node}: scope must be one of {', '.join(SLM_SCOPES)}.")
-        temporal, spatial = native.vae_factors(vae, node)
+        temporal, spatial = native.compression(vae, node)
         _, unseen, fully = latent_masks(mask, x_samples, node, temporal, spatial)
         x0, eps = native.to_model_space(model, x_samples), native.to_model_space(model, eps_samples)
         x0, eps = stochastic_latent_modulation(x0, eps, unseen, fully, seeded_generator(seed), scope)

@@ -119,7 +119,7 @@ def test_core_loads_the_tiny_model_as_wan21_i2v_flow(comfy, model, vae):
     assert type(model.model) is comfy.model_base.WAN21 and model.model.image_to_video
     sampling = native.check_flow_model(model, "test")
     assert float(sampling.shift) == 8.0 and float(sampling.sigma_max) == 1.0
-    assert native.vae_factors(vae, "test") == (4, 8)
+    assert native.compression(vae, "test") == (4, 8)
     sigmas = nodes().NativeSigmas().sigmas(model, 30, 0.98)[0]
     full = native.full_grid(model, 30)
     assert len(full) == 31 and float(full[0]) == 1.0 and float(full[-1]) == 0.0
