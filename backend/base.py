@@ -8,7 +8,7 @@ model's raw prediction into (x̂0, ε̂) at a level and says how its VAE compres
 | noise levels | DDPM: (√ᾱ_t, √(1−ᾱ_t)) from ``schedule`` | flow: (1−σ, σ) from the MODEL's ``model_sampling`` (``full_grid``) |
 | prediction at a level | ``transformer_session`` → v; ``levels.from_v`` | core's guider → denoised D(x, σ); u = (x − D)/σ; ``levels.from_velocity`` |
 | text | ``encode_text`` (T5 in the model folder) | core's CLIP + CLIPTextEncode (outside the pack) |
-| image condition | the first frame encoded alone (``encode_image``), zero-padded | core's WanImageToVideo (concat_latent_image, concat_mask) |
+| image condition | the first frame encoded alone (``encode_image``), zero-padded | core's WanImageToVideo (concat_latent_image, concat_mask); Wan 2.2 TI2V-5B: the clean first latent frame, kept by a noise mask (``first_frame_noise_mask``) |
 | encode / decode | ``encode_video`` (posterior mean, std) / ``decode`` | core's VAE Encode / VAE Decode (mean only: no reference K-RNR) |
 | compression factors | ``compression()`` (module constants for nodes without a model input) | ``compression(vae)`` from the VAE (Wan 2.1: 4, 8; Wan 2.2: 4, 16) |
 | latent size | ``latent_channels``, ``check_latent_size`` | ``latent_channels(model)`` (the MODEL's ``latent_format``) |

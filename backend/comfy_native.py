@@ -61,6 +61,24 @@ def latent_channels(model) -> int:
     return int(model.get_model_object("latent_format").latent_channels)
 
 
+def keeps_first_frame(model) -> bool:
+    """True for models conditioned on the image as a clean first latent frame rather than a concatenated
+    condition: Wan 2.2 TI2V-5B (core's WAN22 with image_to_video), which core samples with a noise mask."""
+    import comfy.model_base
+
+    return isinstance(model.model, comfy.model_base.WAN22) and bool(getattr(model.model, "image_to_video", False))
+
+
+def first_frame_noise_mask(model, samples: torch.Tensor) -> torch.Tensor | None:
+    """The noise mask [B, 1, T, h, w] such a model is sampled with (0 = kept: the first latent frame; what core's
+    Wan22ImageToVideoLatent gives), or None for models that take the image another way."""
+    if not keeps_first_frame(model):
+        return None
+    mask = torch.ones(samples.shape[0], 1, *samples.shape[2:])
+    mask[:, :, :1] = 0.0
+    return mask
+
+
 def to_model_space(model, samples: torch.Tensor) -> torch.Tensor:
     """LATENT samples → the model's space, the way core's guider does it (an all-zero latent is left as is)."""
     samples = samples.float()
@@ -122,11 +140,14 @@ class FlowInversion(comfy.samplers.Sampler):
         ones = latent_image.new_ones([latent_image.shape[0]])
         options = {"model_options": extra_args["model_options"], "seed": extra_args.get("seed")}
         values = [float(s) for s in sigmas]
+        # kept latent cells (a noise mask) stay the clean latent, as core's own samplers keep them
+        inpaint = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
+        inpaint.latent_image, inpaint.noise = latent_image, noise
 
         def predict(x, i):
             self.progress.check_cancel()
             sigma_to = values[i + 1]
-            denoised = model_wrap(x, sigmas[i + 1] * ones, **options)
+            denoised = inpaint(x, sigmas[i + 1] * ones, denoise_mask, **options)
             velocity = (x - denoised) / sigma_to
             return levels.from_velocity(x, velocity, levels.flow_level(values[i]))
 
@@ -137,14 +158,16 @@ class FlowInversion(comfy.samplers.Sampler):
 def invert(model, positive, samples: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Invert LATENT samples [B, C, T, h, w] up ``sigmas`` (ascending from 0) with the I2V conditioning ``positive``.
 
-    No classifier-free guidance (one pass per step). Returns the inverted latent in LATENT space.
+    No classifier-free guidance (one pass per step); a model that keeps its first latent frame
+    (``keeps_first_frame``) keeps it clean here too. Returns the inverted latent in LATENT space.
     """
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": positive})
     guider.set_cfg(1.0)
     progress = Progress(len(sigmas) - 1)
     zeros = torch.zeros_like(samples, dtype=torch.float32)
-    inverted = guider.sample(zeros, samples.float(), FlowInversion(progress), sigmas, disable_pbar=True, seed=0)
+    inverted = guider.sample(zeros, samples.float(), FlowInversion(progress), sigmas,
+                             denoise_mask=first_frame_noise_mask(model, samples), disable_pbar=True, seed=0)
     return inverted.to(comfy.model_management.intermediate_device())
 
 

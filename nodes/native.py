@@ -160,8 +160,13 @@ class NativeModulate:
         temporal, spatial = native.compression(vae, node)
         _, unseen, fully = latent_masks(mask, x_samples, node, temporal, spatial)
         x0, eps = native.to_model_space(model, x_samples), native.to_model_space(model, eps_samples)
-        x0, eps = stochastic_latent_modulation(x0, eps, unseen, fully, seeded_generator(seed), scope)
-        clean_out = dict(clean, samples=native.to_latent_space(model, x0), slm=True, slm_seed=int(seed))
+        modulated_x0, eps = stochastic_latent_modulation(x0, eps, unseen, fully, seeded_generator(seed), scope)
+        kept = native.first_frame_noise_mask(model, x_samples)
+        if kept is not None:  # Wan 2.2 TI2V-5B: the sampler keeps the first latent frame as encoded (its image)
+            modulated_x0 = torch.where(kept.bool(), modulated_x0, x0)
+        clean_out = dict(clean, samples=native.to_latent_space(model, modulated_x0), slm=True, slm_seed=int(seed))
+        if kept is not None:
+            clean_out["noise_mask"] = kept
         noise_out = dict(noise, samples=native.to_latent_space(model, eps), slm=True, slm_seed=int(seed))
         return (clean_out, noise_out, unseen.float())
 
@@ -309,7 +314,9 @@ class NativeSample:
         (sigmas,) = NativeSigmas().sigmas(model, steps, strength)
         (start,) = NativeKRNRNoise().noise(model, clean_m, noise_m, sigmas, k)
         (guider,) = NativeGuider().guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance)
-        out = _backend().sample_advanced(start, guider, sigmas, {"samples": clean["samples"]})
+        # a model that keeps its first latent frame gets SLM's clean LATENT, which carries the noise mask
+        latent = clean_m if "noise_mask" in clean_m else {"samples": clean["samples"]}
+        out = _backend().sample_advanced(start, guider, sigmas, latent)
         return ({"samples": out["samples"]},)
 
 

@@ -75,3 +75,37 @@ def test_48_channel_16x_latents_run_the_method_and_reconstruct(model):
         assert guided["samples"].shape == LATENT_SHAPE and torch.isfinite(guided["samples"]).all()
         with pytest.raises(InverseDVSError, match="latent belongs to a video of 5 frames of 64x32"):
             native.NativeModulate().modulate(model, vae, latent, noise, torch.zeros(5, 16, 32), 1)
+
+
+def test_ti2v_keeps_its_first_latent_frame_clean_in_inversion_and_sampling_as_core_does(model):
+    """Wan 2.2 TI2V-5B takes its image as a clean first latent frame (core's Wan22ImageToVideoLatent gives a noise
+    mask). Invert keeps that frame clean, SLM's clean LATENT carries core's noise mask so SamplerCustomAdvanced keeps
+    it, and Sample (native) is that wiring: its first latent frame is the warped video's, bit for bit."""
+    from comfy_extras.nodes_custom_sampler import SamplerCustomAdvanced
+
+    from inversedvs.backend import comfy_native
+    from inversedvs.nodes import native
+
+    gen = torch.Generator().manual_seed(5)
+    latent = {"samples": torch.randn(LATENT_SHAPE, generator=gen) * 0.5}
+    cond, negative, vae = text_conditioning(0), text_conditioning(1), Wan22Compression()
+    mask = torch.zeros(PIXELS)
+    mask[:, :, 48:] = 1.0
+    with torch.inference_mode():
+        assert comfy_native.keeps_first_frame(model)
+        noise = native.NativeInvert().invert(model, cond, latent, 4, 1.0, "sampling_start")[0]
+        first = latent["samples"][:, :, :1]
+        assert torch.allclose(noise["samples"][:, :, :1], first, atol=1e-5)
+        assert (noise["samples"][:, :, 1:] - latent["samples"][:, :, 1:]).abs().mean() > 0.1  # the rest inverted
+        clean, modulated, unseen = native.NativeModulate().modulate(model, vae, latent, noise, mask, 7)
+        assert clean["noise_mask"].shape == (1, 1, 2, 2, 4)
+        assert not bool(clean["noise_mask"][:, :, 0].any()) and bool(clean["noise_mask"][:, :, 1:].all())
+        out = native.NativeSample().sample(model, vae, cond, negative, latent, noise, mask, 4, 1.0, 2, 4.0, 1.0, True,
+                                           7)[0]
+        assert torch.allclose(clean["samples"][:, :, :1], first, atol=1e-5)  # SLM leaves the kept frame as encoded
+        assert torch.allclose(out["samples"][:, :, :1], first, atol=1e-5)
+        (sigmas,) = native.NativeSigmas().sigmas(model, 4, 1.0)
+        (start,) = native.NativeKRNRNoise().noise(model, clean, modulated, sigmas, 2)
+        (guider,) = native.NativeGuider().guider(model, cond, negative, unseen, 4.0, 1.0, True)
+        wired = SamplerCustomAdvanced().sample(start, guider, comfy_native.sampler(), sigmas, clean)[0]
+        assert torch.equal(wired["samples"], out["samples"])
