@@ -155,20 +155,38 @@ class FlowInversion(comfy.samplers.Sampler):
         return levels.march(latent_image, targets, predict, lambda i, x: self.progress.step())
 
 
-def invert(model, positive, samples: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def expert_split(sigmas: torch.Tensor, boundary: float) -> int:
+    """Where a two-expert model (Wan 2.2 A14B) hands over on a descending grid: the first index whose sigma is
+    below ``boundary``. Steps evaluated at σ ≥ boundary (indices before it) are the high-noise expert's."""
+    below = (sigmas < boundary).nonzero()
+    return int(below[0]) if below.numel() else len(sigmas) - 1
+
+
+def invert(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, high_noise_model=None,
+           boundary: float = 1.0) -> torch.Tensor:
     """Invert LATENT samples [B, C, T, h, w] up ``sigmas`` (ascending from 0) with the I2V conditioning ``positive``.
 
     No classifier-free guidance (one pass per step); a model that keeps its first latent frame
-    (``keeps_first_frame``) keeps it clean here too. Returns the inverted latent in LATENT space.
+    (``keeps_first_frame``) keeps it clean here too. With ``high_noise_model`` (Wan 2.2 A14B's other
+    expert) every move whose target sigma is ≥ ``boundary`` is predicted by it, as sampling would.
+    Returns the inverted latent in LATENT space.
     """
-    guider = comfy.samplers.CFGGuider(model)
-    guider.inner_set_conds({"positive": positive})
-    guider.set_cfg(1.0)
     progress = Progress(len(sigmas) - 1)
-    zeros = torch.zeros_like(samples, dtype=torch.float32)
-    inverted = guider.sample(zeros, samples.float(), FlowInversion(progress), sigmas,
-                             denoise_mask=first_frame_noise_mask(model, samples), disable_pbar=True, seed=0)
-    return inverted.to(comfy.model_management.intermediate_device())
+    segments = [(model, sigmas)]
+    if high_noise_model is not None:
+        handover = len(sigmas) - 1 - expert_split(sigmas.flip(0), boundary)
+        segments = [(model, sigmas[:handover + 1]), (high_noise_model, sigmas[handover:])]
+    x = samples.float()
+    for expert, part in segments:
+        if len(part) < 2:
+            continue
+        guider = comfy.samplers.CFGGuider(expert)
+        guider.inner_set_conds({"positive": positive})
+        guider.set_cfg(1.0)
+        zeros = torch.zeros_like(x)
+        x = guider.sample(zeros, x, FlowInversion(progress), part, denoise_mask=first_frame_noise_mask(expert, x),
+                          disable_pbar=True, seed=0).float()
+    return x.to(comfy.model_management.intermediate_device())
 
 
 class KRNRNoise:
@@ -212,9 +230,13 @@ class PositionGuider(comfy.samplers.CFGGuider):
     one is the same as mixing flow velocities. With every weight 1 only the positive pass runs.
     """
 
-    def set_guidance(self, unseen: torch.Tensor, guidance: float, preservation: float, dynamic: bool) -> None:
+    def set_guidance(self, unseen: torch.Tensor, guidance: float, preservation: float, dynamic: bool,
+                     steps: int | None = None) -> None:
+        """``steps``: the whole grid's step count for the dynamic schedule (None: the sampler's sigmas, which
+        is the whole grid unless it was split, e.g. between two experts)."""
         self.unseen = unseen.bool()
         self.guidance, self.preservation, self.dynamic = float(guidance), float(preservation), bool(dynamic)
+        self.steps = int(steps) if steps else None
 
     def uniform(self) -> bool:
         return not self.dynamic and self.guidance == 1.0 and self.preservation == 1.0
@@ -224,7 +246,7 @@ class PositionGuider(comfy.samplers.CFGGuider):
             return self.guidance
         sampling = self.model_patcher.get_model_object("model_sampling")
         grid = model_options.get("transformer_options", {}).get("sample_sigmas")
-        steps = len(grid) - 1 if grid is not None else 1
+        steps = self.steps or (len(grid) - 1 if grid is not None else 1)
         return ddim.dynamic_guidance(self.guidance, float(sampling.timestep(sigma.reshape(-1)[0])), steps)
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
@@ -250,10 +272,10 @@ class PositionGuider(comfy.samplers.CFGGuider):
 
 
 def make_guider(model, positive, negative, unseen: torch.Tensor, guidance: float, preservation: float,
-                dynamic: bool) -> PositionGuider:
+                dynamic: bool, steps: int | None = None) -> PositionGuider:
     guider = PositionGuider(model)
     guider.set_conds(positive, negative)
-    guider.set_guidance(unseen, guidance, preservation, dynamic)
+    guider.set_guidance(unseen, guidance, preservation, dynamic, steps)
     return guider
 
 
@@ -267,3 +289,19 @@ def sample_advanced(noise, guider, sigmas: torch.Tensor, latent: dict) -> dict:
     from comfy_extras.nodes_custom_sampler import SamplerCustomAdvanced
 
     return SamplerCustomAdvanced().sample(noise, guider, sampler(), sigmas, latent)[0]
+
+
+def sample_experts(noise, guider, sigmas: torch.Tensor, latent: dict, high_noise_guider=None,
+                   boundary: float = 1.0) -> dict:
+    """``sample_advanced``, with Wan 2.2 A14B's high-noise expert (``high_noise_guider``) on the steps evaluated
+    at σ ≥ ``boundary`` and ``guider`` (the low-noise expert) on the rest: what core's two-sampler template does,
+    the second sampler continuing from the first's latent with no noise added."""
+    from comfy_extras.nodes_custom_sampler import Noise_EmptyNoise
+
+    split = expert_split(sigmas, boundary) if high_noise_guider is not None else 0
+    if split == 0:
+        return sample_advanced(noise, guider, sigmas, latent)
+    if split == len(sigmas) - 1:
+        return sample_advanced(noise, high_noise_guider, sigmas, latent)
+    high = sample_advanced(noise, high_noise_guider, sigmas[:split + 1], latent)
+    return sample_advanced(Noise_EmptyNoise(), guider, sigmas[split:], high)

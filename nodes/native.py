@@ -23,6 +23,8 @@ DEFAULT_NATIVE_INVERSION_END = INVERSION_ENDS[0]
 # Core's Wan 2.1 / 2.2 image-to-video templates sample 20 steps; at 20 the method costs 1.37x plain core
 # generation of the same clip (benchmarks/results/native_wan.json).
 DEFAULT_NATIVE_STEPS = 20
+# Wan 2.2 I2V A14B hands over from its high-noise to its low-noise expert below σ = 0.9 (its own config).
+DEFAULT_EXPERT_BOUNDARY = 0.9
 # A start sigma the noise was inverted for and the grid a sampler is given must agree this closely.
 SIGMA_MATCH = 1e-6
 
@@ -50,6 +52,11 @@ _GUIDANCE = ("FLOAT", {"default": DEFAULT_GUIDANCE, "min": 0.0, "max": 30.0, "st
                        "tooltip": "Classifier-free guidance in unseen latent cells."})
 _PRESERVATION = ("FLOAT", {"default": DEFAULT_PRESERVATION, "min": 0.0, "max": 30.0, "step": 0.5,
                            "tooltip": "Guidance in visible cells (1.0 = the prompt only, no push)."})
+_HIGH_NOISE = ("MODEL", {"tooltip": "Wan 2.2 A14B only: the high-noise expert (its own Load Diffusion Model); "
+                                    "'model' is then the low-noise expert. Leave unconnected for one-model Wan."})
+_BOUNDARY = ("FLOAT", {"default": DEFAULT_EXPERT_BOUNDARY, "min": 0.0, "max": 1.0, "step": 0.005,
+                       "tooltip": "With two experts: steps at σ ≥ this use the high-noise expert (Wan 2.2 I2V A14B: "
+                                  "0.9, T2V A14B: 0.875); inversion and sampling switch at the same σ."})
 _DYNAMIC = ("BOOLEAN", {"default": True,
                         "tooltip": "The reference's dynamic (cosine) guidance schedule in unseen cells, on the "
                                    "model's timestep (1000·σ for Wan)."})
@@ -106,10 +113,12 @@ class NativeInvert:
                     "tooltip": "sampling_start (default): invert up to the sigma sampling starts from (with k = 0 "
                                "sampling then reconstructs the input). terminal: up to σ = 1, where the result is "
                                "the model's noise and forgets the input (K-RNR re-injects it)."}),
-            }
+            },
+            "optional": {"model_high_noise": _HIGH_NOISE, "boundary": _BOUNDARY},
         }
 
-    def invert(self, model, positive, latent, steps, strength, inversion_end):
+    def invert(self, model, positive, latent, steps, strength, inversion_end, model_high_noise=None,
+               boundary=DEFAULT_EXPERT_BOUNDARY):
         node = self.DISPLAY_NAME
         native = _backend()
         native.check_flow_model(model, node)
@@ -118,11 +127,27 @@ class NativeInvert:
         strength = _validate.check_strength(strength, node)
         if inversion_end not in INVERSION_ENDS:
             raise InverseDVSError(f"{node}: inversion_end must be one of {', '.join(INVERSION_ENDS)}.")
+        boundary = _check_experts(model, model_high_noise, boundary, node)
         sigmas = native.inversion_sigmas(model, steps, strength, inversion_end == INVERSION_ENDS[1])
-        noise = native.invert(model, positive, samples, sigmas)
+        noise = native.invert(model, positive, samples, sigmas, model_high_noise, boundary)
         start = float(native.sampling_sigmas(model, steps, strength)[0])
         info = {"steps": steps, "strength": strength, "start_sigma": start, "end_sigma": float(sigmas[-1])}
         return ({"samples": noise, "inversion": info},)
+
+
+def _check_experts(model, high_noise_model, boundary, node: str) -> float:
+    """The boundary, checked, when a high-noise expert is connected (it must be a flow model with the low-noise
+    expert's latents)."""
+    if high_noise_model is None:
+        return float(boundary)
+    native = _backend()
+    native.check_flow_model(high_noise_model, node)
+    if native.latent_channels(high_noise_model) != native.latent_channels(model):
+        raise InverseDVSError(
+            f"{node}: model_high_noise has {native.latent_channels(high_noise_model)}-channel latents but model has "
+            f"{native.latent_channels(model)}; connect the two experts of one Wan 2.2 A14B (high noise and low noise)."
+        )
+    return float(_validate.check_range(boundary, 0.0, 1.0, "boundary", node))
 
 
 class NativeModulate:
@@ -264,17 +289,25 @@ class NativeGuider:
                 "guidance": _GUIDANCE,
                 "preservation": _PRESERVATION,
                 "dynamic_guidance": _DYNAMIC,
-            }
+            },
+            "optional": {
+                "steps": ("INT", {"default": 0, "min": 0, "max": 1000,
+                                  "tooltip": "0: the dynamic schedule counts the sampler's own sigmas. When one grid "
+                                             "is split between two samplers (Wan 2.2 A14B's experts), give the whole "
+                                             "grid's step count (the unsplit SIGMAS' length − 1) so both halves "
+                                             "follow one schedule."}),
+            },
         }
 
-    def guider(self, model, positive, negative, latent_unseen, guidance, preservation, dynamic_guidance):
+    def guider(self, model, positive, negative, latent_unseen, guidance, preservation, dynamic_guidance, steps=0):
         node = self.DISPLAY_NAME
         native = _backend()
         native.check_flow_model(model, node)
         unseen = _validate.check_mask(latent_unseen, "latent_unseen", node) > 0.5
         _validate.check_range(guidance, 0.0, 100.0, "guidance", node)
         _validate.check_range(preservation, 0.0, 100.0, "preservation", node)
-        return (native.make_guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance),)
+        return (native.make_guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance,
+                                   int(steps) or None),)
 
 
 class NativeSample:
@@ -305,18 +338,24 @@ class NativeSample:
                 "dynamic_guidance": _DYNAMIC,
                 "seed": _SEED,
             },
-            "optional": {"scope": _SCOPE},
+            "optional": {"scope": _SCOPE, "model_high_noise": _HIGH_NOISE, "boundary": _BOUNDARY},
         }
 
     def sample(self, model, vae, positive, negative, clean, noise, mask, steps, strength, k, guidance, preservation,
-               dynamic_guidance, seed, scope=SLM_SCOPES[0]):
+               dynamic_guidance, seed, scope=SLM_SCOPES[0], model_high_noise=None, boundary=DEFAULT_EXPERT_BOUNDARY):
         clean_m, noise_m, unseen = NativeModulate().modulate(model, vae, clean, noise, mask, seed, scope)
         (sigmas,) = NativeSigmas().sigmas(model, steps, strength)
         (start,) = NativeKRNRNoise().noise(model, clean_m, noise_m, sigmas, k)
-        (guider,) = NativeGuider().guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance)
+        boundary = _check_experts(model, model_high_noise, boundary, self.DISPLAY_NAME)
+        # split between two experts, each guider still counts the whole grid's steps
+        grid_steps = len(sigmas) - 1 if model_high_noise is not None else 0
+        (guider,) = NativeGuider().guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance,
+                                          grid_steps)
+        high = None if model_high_noise is None else NativeGuider().guider(
+            model_high_noise, positive, negative, unseen, guidance, preservation, dynamic_guidance, grid_steps)[0]
         # a model that keeps its first latent frame gets SLM's clean LATENT, which carries the noise mask
         latent = clean_m if "noise_mask" in clean_m else {"samples": clean["samples"]}
-        out = _backend().sample_advanced(start, guider, sigmas, latent)
+        out = _backend().sample_experts(start, guider, sigmas, latent, high, boundary)
         return ({"samples": out["samples"]},)
 
 

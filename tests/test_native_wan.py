@@ -339,3 +339,47 @@ def test_core_vae_encode_and_wan_image_to_video_feed_the_nodes(comfy, model, vae
     (guider,) = n.NativeGuider().guider(model, positive, empty, unseen, 4.0, 1.0, True)
     on_zero = native.sample_advanced(start, guider, sigmas, zero)
     assert torch.allclose(on_zero["samples"], out["samples"], atol=1e-4, rtol=1e-4)
+
+
+def test_two_experts_hand_over_at_the_boundary_in_inversion_and_sampling(comfy, model, vae, conds, latent, hole_mask,
+                                                                         tmp_path):
+    """Wan 2.2 A14B: with model_high_noise connected, Invert and Sample give every step evaluated at σ ≥ boundary to
+    the high-noise expert and the rest to the low-noise one (passes counted per expert); the same model as both
+    experts gives the one-model result; experts of different latents are refused."""
+    import comfy.sd
+
+    from inversedvs.backend import comfy_native
+
+    high = comfy.sd.load_diffusion_model(save_tiny_wan(str(tmp_path / "high.safetensors"), seed=7))
+    steps, strength, boundary = 8, 1.0, 0.9
+    n = nodes()
+    low_calls, high_calls = ModelCalls(comfy), ModelCalls(comfy)
+    low_m, high_m = low_calls.patch(model), high_calls.patch(high)
+    noise = n.NativeInvert().invert(low_m, conds["empty"], latent, steps, strength, "sampling_start", high_m,
+                                    boundary)[0]
+    ascending = comfy_native.inversion_sigmas(model, steps, strength, False)
+    targets = [float(s) for s in ascending[1:]]
+    assert high_calls.calls == sum(s >= boundary for s in targets) > 0
+    assert low_calls.calls == sum(s < boundary for s in targets) > 0
+    one = n.NativeInvert().invert(model, conds["empty"], latent, steps, strength, "sampling_start")[0]
+    assert (noise["samples"] - one["samples"]).abs().max() > 1e-3  # the high expert made a difference
+
+    low_calls.calls = high_calls.calls = 0
+    args = (conds["positive"], conds["negative"], latent, noise, hole_mask, steps, strength, 2, 1.0, 1.0, False, 42)
+    n.NativeSample().sample(low_m, vae, *args, "tensor", high_m, boundary)
+    evaluated = [float(s) for s in comfy_native.sampling_sigmas(model, steps, strength)[:-1]]
+    assert high_calls.calls == sum(s >= boundary for s in evaluated) > 0
+    assert low_calls.calls == sum(s < boundary for s in evaluated) > 0
+
+    guided = (conds["positive"], conds["negative"], latent, noise, hole_mask, steps, strength, 2, 4.0, 1.0, True, 42)
+    single = n.NativeSample().sample(model, vae, *guided)[0]
+    split = n.NativeSample().sample(model, vae, *guided, "tensor", model, boundary)[0]
+    assert torch.allclose(split["samples"], single["samples"], atol=1e-4, rtol=1e-4)
+    same_inversion = n.NativeInvert().invert(model, conds["empty"], latent, steps, strength, "sampling_start",
+                                             model, boundary)[0]
+    assert torch.allclose(same_inversion["samples"], one["samples"], atol=1e-4, rtol=1e-4)
+
+    wan22 = comfy.sd.load_diffusion_model(save_tiny_wan(str(tmp_path / "ti2v.safetensors"), model_type="t2v",
+                                                        in_dim=48, out_dim=48))
+    with pytest.raises(InverseDVSError, match="model_high_noise has 48-channel latents but model has 16"):
+        n.NativeInvert().invert(model, conds["empty"], latent, steps, strength, "sampling_start", wan22, boundary)
