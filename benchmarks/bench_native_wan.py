@@ -46,11 +46,12 @@ PRESET, SCENE_SEED, SEED = "orbit left", 0, 42
 TARGET_RATIO, TARGET_PEAK_GIB = 1.6, 24.0
 
 
-def import_core(comfyui: str, cpu: bool):
-    """Core's modules in this process (arguments parsed as a default start, ``--cpu`` when asked)."""
+def import_core(comfyui: str, cpu: bool, core_args: list[str]):
+    """Core's modules in this process (arguments parsed as ComfyUI's own start with ``core_args``, ``--cpu`` when
+    asked)."""
     sys.path.insert(0, comfyui)
     saved = sys.argv
-    sys.argv = [saved[0]] + (["--cpu"] if cpu else [])
+    sys.argv = [saved[0]] + (["--cpu"] if cpu else []) + core_args
     try:
         import comfy.options
 
@@ -120,10 +121,13 @@ class Stages:
 
     def run(self, name: str, fn, *args, **kwargs):
         C.reset_peak()
+        before = C.allocated_gib()
         with torch.inference_mode():  # as ComfyUI's executor runs every node
             out, seconds = C.timed(fn, *args, **kwargs)
-        self.table[name] = {"seconds": round(seconds, 3), "peak_gib": round(C.peak_gib(), 3)}
-        print(f"{self.side:>6} | {name:<34} {seconds:8.2f} s  peak {C.peak_gib():7.2f} GiB", flush=True)
+        self.table[name] = {"seconds": round(seconds, 3), "peak_gib": round(C.peak_gib(), 3),
+                            "allocated_before_gib": round(before, 3)}
+        print(f"{self.side:>6} | {name:<34} {seconds:8.2f} s  peak {C.peak_gib():7.2f} GiB "
+              f"(from {before:6.2f})", flush=True)
         return out
 
     def total(self) -> float:
@@ -140,10 +144,17 @@ def main(argv=None) -> int:
     p.add_argument("--size", choices=sorted(SIZES), default="14b")
     p.add_argument("--steps", type=int, default=PLAIN_STEPS, help="steps of both sides (core's template: 20)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--card-gib", type=float, default=None,
+                   help="behave as on a card of this size: ComfyUI started with --reserve-vram for the rest")
+    p.add_argument("--name", default=None, help="results file name (default native_wan[_tiny])")
     args = p.parse_args(argv)
 
     cuda = torch.cuda.is_available()
-    import_core(args.comfyui, cpu=not cuda)
+    core_args = []
+    if args.card_gib and cuda:
+        total = torch.cuda.get_device_properties(0).total_memory / C.GIB
+        core_args = ["--reserve-vram", f"{max(total - args.card_gib, 0.0):.2f}"]
+    import_core(args.comfyui, cpu=not cuda, core_args=core_args)
     C.load_pack()
     import comfy.model_management as mm
     import comfy.sample
@@ -163,8 +174,8 @@ def main(argv=None) -> int:
                "method_defaults": {name: spec[1].get("default") for name, spec in
                                    NativeSample.INPUT_TYPES()["required"].items() if isinstance(spec[1], dict)
                                    and "default" in spec[1] and name != "steps"},
-               "vram_state": mm.vram_state.name}
-    name = "native_wan" if args.size == "14b" else "native_wan_tiny"
+               "vram_state": mm.vram_state.name, "card_gib": args.card_gib, "core_args": core_args}
+    name = args.name or ("native_wan" if args.size == "14b" else "native_wan_tiny")
     setup = Stages("setup", results)
 
     state = setup.run("random fp8 state dict", random_wan_state, config, device)

@@ -163,10 +163,12 @@ def throw_if_interrupted() -> None:
 
 def free_host_memory(bytes_needed: int = 0) -> None:
     """Ask ComfyUI for ``bytes_needed`` bytes of device room (it evicts only as many of its models as
-    that takes, never all of them); empty the CUDA cache either way."""
+    that takes, never all of them), on top of the room the user reserves for other programs
+    (``--reserve-vram``), as core's own loader asks; empty the CUDA cache either way."""
     if _mm is not None:
         if bytes_needed > 0:
-            _mm.free_memory(bytes_needed, _mm.get_torch_device())
+            reserved = getattr(_mm, "extra_reserved_memory", lambda: 0)()
+            _mm.free_memory(bytes_needed + reserved, _mm.get_torch_device())
         _mm.soft_empty_cache()
     elif torch.cuda.is_available():
         torch.cuda.empty_cache()
