@@ -40,10 +40,10 @@ import _points_warp as points  # noqa: E402  (after the pack: it shares the repr
 from inversedvs.backend import attention, feedforward  # noqa: E402
 from inversedvs.nodes import _host  # noqa: E402
 from inversedvs.nodes.camera import CameraTrajectory  # noqa: E402
-from inversedvs.nodes.diffusion import (DEFAULT_INVERSION_END, INVERSION_ENDS, MODES, SLM_SCOPES, KRNRInvert,  # noqa: E402
-                                        Sample, StochasticLatentModulate)
-from inversedvs.nodes.model import (DEFAULT_IMAGE_CONDITION, IMAGE_CONDITIONS, EncodeText, LoadVideoModel,  # noqa: E402
-                                    VAEDecode, VAEEncode)
+from inversedvs.nodes.diffusion import (  # noqa: E402
+    DEFAULT_INVERSION_END, INVERSION_ENDS, MODES, SLM_SCOPES, KRNRInvert, Sample, StochasticLatentModulate)
+from inversedvs.nodes.model import (  # noqa: E402
+    DEFAULT_IMAGE_CONDITION, IMAGE_CONDITIONS, EncodeText, LoadVideoModel, VAEDecode, VAEEncode)
 from inversedvs.nodes.warp import DEPTH_KIND_CHOICES, ForwardWarp  # noqa: E402
 from inversedvs.warp import synthetic as S  # noqa: E402
 from inversedvs.warp.trajectory import STILL  # noqa: E402
@@ -132,7 +132,8 @@ ROWS = {
     "guidance_uniform": Row("K-RNR k = 6, uniform guidance 6 (static)", guidance="uniform"),
     "guidance_none": Row("K-RNR k = 6, no guidance", guidance="none"),
     "inversion_sampling_start": Row("K-RNR k = 6, inversion to the sampling start", inversion_end=INVERSION_ENDS[0]),
-    "image_clip_first_frame": Row("K-RNR k = 6, image = clip's first latent frame", image_condition=IMAGE_CONDITIONS[2]),
+    "image_clip_first_frame": Row("K-RNR k = 6, image = clip's first latent frame",
+                                  image_condition=IMAGE_CONDITIONS[2]),
     "points_warp": Row("K-RNR k = 6, point warp", warp="points"),
     "degraded_depth": Row("K-RNR k = 6, degraded depth", depth="degraded"),
     "speedups_eager_fp32": Row("speed-ups: none, fp32 (the comparison)", model=FP32),
@@ -184,7 +185,7 @@ def temporal_error(out: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def degraded_depth(depth: torch.Tensor) -> torch.Tensor:
-    """Metric depth [F, H, W] (0 = sky) → the degraded depth described at DEPTH_BLUR_SIGMA_PX, same shape and units."""
+    """Metric depth [F, H, W] (0 = sky) → the degraded depth described at DEPTH_BLUR_SIGMA_PX (same shape, units)."""
     sky = depth <= 0
     disparity = torch.where(sky, torch.zeros_like(depth), 1.0 / depth.clamp_min(1e-6))
     radius = int(3 * DEPTH_BLUR_SIGMA_PX + 0.5)
@@ -207,6 +208,8 @@ def same_pivot(path, exact: torch.Tensor, degraded: torch.Tensor):
     ``exact`` one does: the camera stays the ground truth's, only the warp's geometry degrades."""
     h, w = exact.shape[-2:]
     centre = float(degraded[path.anchor, h // 2, w // 2])
+    if centre <= 0:  # no depth at the pivot: Forward Warp refuses it with its own message
+        return path
     return dataclasses.replace(path, radius_scale=float(path.orbit_radius(exact)) / centre)
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/bench_fidelity.py: its row table, --rows, and the geometry rows against ground truth (no model: seconds)."""
+"""benchmarks/bench_fidelity.py: its row table, --rows, and the geometry rows against ground truth (no model)."""
 
 import json
 
