@@ -43,7 +43,7 @@ _MODEL = ("MODEL", {"tooltip": "The image model from core's Load Checkpoint or L
 _EMPTY = ("CONDITIONING", {"tooltip": "An empty prompt from core's CLIP Text Encode: the condition of the inversion "
                                       "and of strategy A's noise prediction (use the same one for both)."})
 _SEED = ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
-                 "tooltip": "Seed of the draws that fill the warped mean's holes (and of stochastic samplers)."})
+                 "tooltip": "Seed of the draws that fill the warped mean's holes from its visible cells."})
 
 
 def _backend():
@@ -198,7 +198,7 @@ class NovelViewFusion:
             start = fusion.start_from_inversion(filled, info["inverted"].expand(views_n, -1, -1, -1), level)
         _validate.check_finite_result(start, "the fused latent", node, "Check the depth map and the camera move.")
         out = {"samples": image.to_latent_space(model, start),
-               START_KEY: {"start": start, "sigmas": info["sigmas"], "strategy": strategy}}
+               START_KEY: {"start": start, "sigmas": info["sigmas"], "strategy": strategy, "seed": int(seed)}}
         return (out, holes.float())
 
     @staticmethod
@@ -249,11 +249,10 @@ class NovelViewSample:
                 "cfg": ("FLOAT", {"default": DEFAULT_CFG, "min": 0.0, "max": MAX_CFG, "step": 0.1,
                                   "tooltip": "Classifier-free guidance (1.0 = the positive prompt only, which keeps "
                                              "closest to the source)."}),
-                "seed": _SEED,
             }
         }
 
-    def sample(self, model, positive, negative, start, cfg, seed):
+    def sample(self, model, positive, negative, start, cfg):
         node = self.DISPLAY_NAME
         image = _backend()
         image.check_image_model(model, node)
@@ -261,7 +260,8 @@ class NovelViewSample:
         if info is None:
             raise InverseDVSError(f"{node}: connect the start output of Novel View Fusion (InverseDVS) to start.")
         _validate.check_range(cfg, 0.0, MAX_CFG, "cfg", node)
-        latent = image.sample(model, positive, negative, cfg, info["start"], info["sigmas"].flip(0), seed, node)
+        latent = image.sample(model, positive, negative, cfg, info["start"], info["sigmas"].flip(0), info["seed"],
+                              node)
         return ({"samples": latent},)
 
 

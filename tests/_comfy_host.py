@@ -105,6 +105,31 @@ def save_tiny_sd15_unet(path: str, seed: int = 0) -> str:
     return path
 
 
+def save_tiny_sd15_checkpoint(path: str, seed: int = 0) -> str:
+    """An SD 1.5 checkpoint as core's Load Checkpoint reads it, fp16 safetensors at ``path``: the tiny UNet
+    (``SD15_UNET``) with core's full-size SD VAE and CLIP-L text encoder, all of core's own classes at seeded
+    weights (``seeded_state``)."""
+    import comfy.ops
+    import comfy.sd1_clip
+    import safetensors.torch
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    vae_config = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                  "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    parts = {"model.diffusion_model.": UNetModel(operations=comfy.ops.disable_weight_init, **SD15_UNET),
+             "first_stage_model.": AutoencoderKL(ddconfig=vae_config, embed_dim=4),
+             "cond_stage_model.": comfy.sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)}
+    state = {}
+    for i, (prefix, module) in enumerate(parts.items()):
+        for name, value in seeded_state(module, seed + i).items():
+            if "position_ids" in name:
+                value = torch.arange(value.shape[-1]).expand(value.shape).float()
+            state[prefix + name] = value.half()
+    safetensors.torch.save_file(state, path)
+    return path
+
+
 def wan21_vae(seed: int = 0):
     """Core's Wan 2.1 VAE (full size, 127 M parameters) with seeded random weights: N(0, 1/fan_in), norms 1, biases 0.
 

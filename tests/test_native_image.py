@@ -112,7 +112,7 @@ def _fuse(model, conds, inversion, path, strategy, views="last", depth=None, see
 
 
 def _sample(model, conds, start, cfg=1.0):
-    return nodes().NovelViewSample().sample(model, conds["empty"], conds["prompt"], start, cfg, 0)[0]["samples"]
+    return nodes().NovelViewSample().sample(model, conds["empty"], conds["prompt"], start, cfg)[0]["samples"]
 
 
 def test_core_loads_the_tiny_model_as_sd15_and_the_grid_is_the_methods(comfy, model):
