@@ -20,23 +20,21 @@ import torch
 
 from ..errors import InverseDVSError
 from ..krnr import levels
-from .comfy_native import Progress, StartNoise, sample_advanced, to_latent_space, to_model_space  # noqa: F401
+from .comfy_native import (Progress, StartNoise, prediction_kind, sample_advanced, to_latent_space,  # noqa: F401
+                           to_model_space)
 
-# Core's prediction kinds of a DDPM model that this maths covers (SD 1.5 / SDXL: EPS; SD 2.x 768: V_PREDICTION).
-DDPM_KINDS = (comfy.model_sampling.EPS, comfy.model_sampling.V_PREDICTION)
+# Core's prediction kinds this maths covers (SD 1.5 / SDXL: EPS; SD 2.x 768: V_PREDICTION), on a discrete schedule.
+DDPM_KINDS = ("EPS", "V_PREDICTION")
 
 
 def check_image_model(model, node: str):
     """The MODEL's model_sampling when it is a discrete DDPM schedule with ε or v prediction, else InverseDVSError."""
     sampling = model.get_model_object("model_sampling")
-    kind = next((k for k in type(sampling).__mro__ if k in DDPM_KINDS), None)
-    excluded = (comfy.model_sampling.EDM, comfy.model_sampling.CONST)
-    if kind is None or isinstance(sampling, excluded) or not isinstance(
-            sampling, comfy.model_sampling.ModelSamplingDiscrete):
-        name = type(sampling).__name__
+    kind = prediction_kind(sampling)
+    if kind not in DDPM_KINDS or not isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete):
         raise InverseDVSError(
             f"{node}: this node needs a DDPM image model such as SD 1.5 or SDXL (core's Load Checkpoint or Load "
-            f"Diffusion Model), but the MODEL samples with {name}. For Wan use the native video nodes; for "
+            f"Diffusion Model), but the MODEL predicts {kind}. For Wan use the native video nodes; for "
             "CogVideoX the pack's own Load Video Model."
         )
     return sampling
@@ -62,11 +60,6 @@ def level(sigma: float) -> levels.Level:
 def to_core(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """A DDPM-space latent at σ → core's sampler space x·√(1+σ²)."""
     return x * (1.0 + float(sigma) ** 2) ** 0.5
-
-
-def to_ddpm(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Core's sampler space at σ → the DDPM space x/√(1+σ²)."""
-    return x / (1.0 + float(sigma) ** 2) ** 0.5
 
 
 def _predict(model_wrap, x: torch.Tensor, sigma: torch.Tensor, options: dict) -> torch.Tensor:

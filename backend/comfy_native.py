@@ -29,18 +29,21 @@ SCHEDULER = "simple"
 SAMPLER = "euler"
 
 
+def prediction_kind(sampling) -> str:
+    """The name core gives a model_sampling's prediction kind (capitals: EPS, V_PREDICTION, EDM, CONST, X0, …)."""
+    kinds = [c.__name__ for c in type(sampling).__mro__
+             if c.__module__ == comfy.model_sampling.__name__ and c.__name__.isupper()]
+    return kinds[0] if kinds else type(sampling).__name__
+
+
 def check_flow_model(model, node: str):
     """The MODEL's model_sampling when it is rectified flow (core's CONST: Wan, …), else InverseDVSError."""
     sampling = model.get_model_object("model_sampling")
     if not isinstance(sampling, comfy.model_sampling.CONST):
-        # core names its prediction kinds in capitals (EPS, V_PREDICTION, EDM, X0, …)
-        kinds = [c.__name__ for c in type(sampling).__mro__
-                 if c.__module__ == comfy.model_sampling.__name__ and c.__name__.isupper()]
-        kind = kinds[0] if kinds else type(sampling).__name__
         raise InverseDVSError(
             f"{node}: this node needs a rectified-flow video model such as Wan 2.1 / 2.2 image-to-video "
-            f"(loaded with Load Diffusion Model), but the MODEL predicts {kind}. For CogVideoX use the pack's "
-            "own Load Video Model and K-RNR Invert / Sample nodes."
+            f"(loaded with Load Diffusion Model), but the MODEL predicts {prediction_kind(sampling)}. For CogVideoX "
+            "use the pack's own Load Video Model and K-RNR Invert / Sample nodes."
         )
     return sampling
 

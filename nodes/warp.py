@@ -66,7 +66,9 @@ class ForwardWarp:
                                                "pack's Depth Estimate or any depth node's IMAGE (grey, or the channel "
                                                "mean is used)."}),
                 "camera_path": (CAMERA_PATH_TYPE, {"tooltip": "The new camera path from Camera Trajectory or Load "
-                                                              "Camera Path; its frame count must match the video's."}),
+                                                              "Camera Path; its frame count must match the video's "
+                                                              "(one image with one depth map is seen from every camera "
+                                                              "of the path)."}),
                 "depth_kind": (DEPTH_KIND_CHOICES, {
                     "default": DEPTH_KIND_CHOICES[0],
                     "tooltip": "relative: disparity-like maps where white = near (Depth Anything and most depth "
@@ -92,6 +94,9 @@ class ForwardWarp:
         check_depth_kind(depth_kind, node)
         if not 0 <= int(dilate_holes) <= MAX_DILATE:
             raise InverseDVSError(f"{node}: dilate_holes = {dilate_holes}; use 0 to {MAX_DILATE} pixels.")
+        if images.shape[0] == 1 and depth.shape[0] == 1 and camera_path.frames > 1:  # one image, every camera
+            images = images.expand(camera_path.frames, *images.shape[1:])
+            depth = depth.expand(camera_path.frames, *depth.shape[1:])
         frames, height, width = images.shape[:3]
         _validate.check_frame_counts(node, images=frames, depth=depth.shape[0], camera_path=camera_path.frames)
         _validate.check_same_size(node, images=(height, width), depth=tuple(depth.shape[1:3]))

@@ -991,7 +991,8 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
     """Draw ``<name>.jpg`` for every workflow from the pack's own output on its sample clip.
 
     The geometry workflow runs in-process on the sample clip and its exact depth; the pictures are
-    its input frame, camera-path preview, warped frame and hole mask."""
+    its input frame, camera-path preview, warped frame and hole mask (the one-image workflow's from
+    its own geometry nodes)."""
     import tempfile
 
     import cv2
@@ -1004,7 +1005,14 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         geometry = flows["inversedvs_geometry_preview"]
         _, api = build(geometry, specs)
         results = run_pack_nodes(api)
+        one_image = flows["inversedvs_sd15_novel_view_fusion"]
+        _, one_api = build(one_image, specs)
+        one_results = run_pack_nodes(one_api)  # its geometry: the pack's nodes before the model
     ids = {item.key: str(i + 1) for i, item in enumerate(geometry.items)}
+    one_ids = {item.key: str(i + 1) for i, item in enumerate(one_image.items)}
+    one_source = one_results[one_ids["image"]][0][0]
+    one_warped, one_mask = one_results[one_ids["warp"]][:2]
+    one_holes = one_mask[-1, ..., None].expand(*one_mask.shape[1:], 3)
     video = results[ids["video"]][0]
     warped, mask = results[ids["warp"]][:2]
     path = results[ids["path"]][1]
@@ -1024,8 +1032,8 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
             [_tile(warped[0], "start image: first warped frame"), _tile(warped[last], "new camera: warp")],
             [_tile(holes[last], "holes Wan 2.1 fills"), _tile(path[0], "camera path")]],
         "inversedvs_sd15_novel_view_fusion": [
-            [_tile(video[0], "one source image"), _tile(warped[last], "new camera: warped")],
-            [_tile(holes[last], "holes SD 1.5 fills"), _tile(path[0], "camera path")]],
+            [_tile(one_source, "one source image"), _tile(one_warped[-1], "the path's last camera: warped")],
+            [_tile(one_holes, "holes SD 1.5 fills"), _tile(one_results[one_ids["path"]][1][0], "camera path")]],
     }
     written = []
     for name, rows in pictures.items():

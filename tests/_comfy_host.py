@@ -60,6 +60,19 @@ def import_comfy():
     return comfy
 
 
+@pytest.fixture(scope="module")
+def comfy():
+    """Core's modules (a host test module imports this fixture from here)."""
+    return import_comfy()
+
+
+@pytest.fixture(autouse=True)
+def inference(comfy):
+    """Every test runs under torch.inference_mode, as ComfyUI's executor runs every node."""
+    with torch.inference_mode():
+        yield
+
+
 def save_tiny_wan(path: str, seed: int = 0, **overrides) -> str:
     """A random WanModel of core's own class, saved as safetensors at ``path`` (weights N(0, 0.02²), norms 1)."""
     import safetensors.torch

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _comfy_host import HOST_MARKS, SD15_TEXT_WIDTH, import_comfy, save_tiny_sd15_unet, text_conditioning
+from _comfy_host import HOST_MARKS, SD15_TEXT_WIDTH, save_tiny_sd15_unet, text_conditioning
+from _comfy_host import comfy, inference  # noqa: F401  (fixtures)
 from inversedvs.errors import InverseDVSError
 from inversedvs.krnr import fusion
 
@@ -21,17 +22,6 @@ pytestmark = HOST_MARKS
 LATENT_SHAPE = (1, 4, 4, 4)  # a 32×32 image through SD's 8× VAE
 PIXELS = 32
 DEPTH = 2.0  # metric depth of the test plane's nearest row
-
-
-@pytest.fixture(scope="module")
-def comfy():
-    return import_comfy()
-
-
-@pytest.fixture(autouse=True)
-def inference(comfy):
-    with torch.inference_mode():  # as ComfyUI's executor runs every node
-        yield
 
 
 @pytest.fixture(scope="module")
