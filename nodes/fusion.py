@@ -156,10 +156,7 @@ class NovelViewFusion:
 
     def fuse(self, model, positive, inversion, depth, camera_path, depth_kind, views, strategy, seed):
         node = self.DISPLAY_NAME
-        image = _backend()
-        image.check_image_model(model, node)
-        _check_image_latent(model, inversion, node, "inversion")
-        info = inversion.get(FUSION_KEY)
+        info = inversion.get(FUSION_KEY) if isinstance(inversion, dict) else None
         if info is None:
             raise InverseDVSError(f"{node}: connect the output of Invert Image (InverseDVS, DDIM) to inversion; a "
                                   "plain LATENT carries no signal / noise split.")
@@ -172,10 +169,10 @@ class NovelViewFusion:
         mean, noise = info["mean"], info["noise"]
         h, w = mean.shape[-2:]
         z = self._depth(depth, depth_kind, h, w, node)
+        image = _backend()
+        image.check_image_model(model, node)
+        _check_image_latent(model, inversion, node, "inversion")
         n = camera_path.frames
-        if camera_path.anchor >= n:
-            raise InverseDVSError(f"{node}: the camera path's anchor frame {camera_path.anchor} is outside its "
-                                  f"{n} frames; set anchor_frame below {n}.")
         transforms = path_transforms(camera_path, z.expand(n, -1, -1), node)
         K_target = camera_path.target_intrinsics(h, w)
         if views == VIEWS[0]:
@@ -254,12 +251,12 @@ class NovelViewSample:
 
     def sample(self, model, positive, negative, start, cfg):
         node = self.DISPLAY_NAME
-        image = _backend()
-        image.check_image_model(model, node)
         info = start.get(START_KEY) if isinstance(start, dict) else None
         if info is None:
             raise InverseDVSError(f"{node}: connect the start output of Novel View Fusion (InverseDVS) to start.")
         _validate.check_range(cfg, 0.0, MAX_CFG, "cfg", node)
+        image = _backend()
+        image.check_image_model(model, node)
         latent = image.sample(model, positive, negative, cfg, info["start"], info["sigmas"].flip(0), info["seed"],
                               node)
         return ({"samples": latent},)
