@@ -29,18 +29,21 @@ SCHEDULER = "simple"
 SAMPLER = "euler"
 
 
+def prediction_kind(sampling) -> str:
+    """The name core gives a model_sampling's prediction kind (capitals: EPS, V_PREDICTION, EDM, CONST, X0, …)."""
+    kinds = [c.__name__ for c in type(sampling).__mro__
+             if c.__module__ == comfy.model_sampling.__name__ and c.__name__.isupper()]
+    return kinds[0] if kinds else type(sampling).__name__
+
+
 def check_flow_model(model, node: str):
     """The MODEL's model_sampling when it is rectified flow (core's CONST: Wan, …), else InverseDVSError."""
     sampling = model.get_model_object("model_sampling")
     if not isinstance(sampling, comfy.model_sampling.CONST):
-        # core names its prediction kinds in capitals (EPS, V_PREDICTION, EDM, X0, …)
-        kinds = [c.__name__ for c in type(sampling).__mro__
-                 if c.__module__ == comfy.model_sampling.__name__ and c.__name__.isupper()]
-        kind = kinds[0] if kinds else type(sampling).__name__
         raise InverseDVSError(
             f"{node}: this node needs a rectified-flow video model such as Wan 2.1 / 2.2 image-to-video "
-            f"(loaded with Load Diffusion Model), but the MODEL predicts {kind}. For CogVideoX use the pack's "
-            "own Load Video Model and K-RNR Invert / Sample nodes."
+            f"(loaded with Load Diffusion Model), but the MODEL predicts {prediction_kind(sampling)}. For CogVideoX "
+            "use the pack's own Load Video Model and K-RNR Invert / Sample nodes."
         )
     return sampling
 
@@ -189,31 +192,35 @@ def invert(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, high_no
     return x.to(comfy.model_management.intermediate_device())
 
 
-class KRNRNoise:
-    """A NOISE whose sampler start is the K-RNR latent: noise_scaling(σ_0, n, L) = (1−σᵏ)·x0 + σᵏ·ε at σ = σ_0.
+class StartNoise:
+    """A NOISE that makes core's sampler start exactly on a prepared latent (K-RNR's, a fused novel-view start).
 
-    ``start``: the K-RNR latent in the model's space [B, C, T, h, w]; ``sigma0``: sigmas[0] of the grid
-    it is sampled on (float32, as the sampler sees it). For the LATENT L the sampler is given, n solves
-    σ_0·n + (1−σ_0)·L = start in float64; the sampler's float32 arithmetic then lands within one or two
-    float32 steps of ``start`` (fl(σ_0·n) + fl((1−σ_0)·L) does not reach every float32, so no n can be
-    exact everywhere).
+    ``start``: the start latent in the model's space (any shape the sampler's LATENT has); ``sigma0``:
+    sigmas[0] of the grid it is sampled on (float32, as the sampler sees it). Core's sampler starts from
+    noise_scaling(σ_0, n, L) = σ_0·n + c(σ_0)·L (flow: c = 1−σ_0; DDPM models: c = 1 below σ_max), so for
+    the LATENT L it is given, n solves that for ``start`` in float64; the sampler's float32 arithmetic then
+    lands within one or two float32 steps of ``start`` (fl(σ_0·n) + fl(c·L) does not reach every float32,
+    so no n can be exact everywhere). ``node`` names the node in errors.
     """
 
-    def __init__(self, model, start: torch.Tensor, sigma0: torch.Tensor, seed: int):
+    def __init__(self, model, start: torch.Tensor, sigma0: torch.Tensor, seed: int, node: str):
         self.model = model
         self.start = start.float().cpu()
         self.sigma0 = sigma0.float().cpu().reshape(())
         self.seed = int(seed)
+        self.node = node
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
         latent = input_latent["samples"]
         if tuple(latent.shape) != tuple(self.start.shape):
             raise InverseDVSError(
-                f"K-RNR Noise: the sampler's LATENT is {tuple(latent.shape)} but the K-RNR latent is "
-                f"{tuple(self.start.shape)}; give the sampler the warped video's LATENT (or WanImageToVideo's) of "
-                "the same size."
+                f"{self.node}: the sampler's LATENT is {tuple(latent.shape)} but the start latent is "
+                f"{tuple(self.start.shape)}; give the sampler a LATENT of the same size (the one the start was "
+                "made from)."
             )
-        keep = (1.0 - self.sigma0) * to_model_space(self.model, latent).cpu()
+        latent = to_model_space(self.model, latent).cpu()
+        sampling = self.model.get_model_object("model_sampling")
+        keep = sampling.noise_scaling(self.sigma0, torch.zeros_like(latent), latent)
         return ((self.start.double() - keep.double()) / self.sigma0.double()).float()
 
 

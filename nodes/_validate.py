@@ -127,6 +127,14 @@ def check_image(image, name: str, node: str) -> torch.Tensor:
     return image.clamp(0.0, 1.0)
 
 
+def check_depth_image(depth, node: str) -> torch.Tensor:
+    """A depth IMAGE [F, H, W, 3 or 1] (or a map [F, H, W]) from any depth node; returned as is."""
+    if not isinstance(depth, torch.Tensor) or depth.ndim not in (3, 4) or (depth.ndim == 4 and depth.shape[-1] not in (1, 3)):
+        shape = tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
+        raise InverseDVSError(f"{node}: depth must be an IMAGE [frames, height, width, 3 or 1]; got {shape}.")
+    return depth
+
+
 def check_mask(mask, name: str, node: str) -> torch.Tensor:
     """A MASK batch [F, H, W] (a single [H, W] mask becomes one frame) with values in [0, 1]."""
     if isinstance(mask, torch.Tensor) and mask.ndim == 2:

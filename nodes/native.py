@@ -264,7 +264,7 @@ class NativeKRNRNoise:
         x0 = native.to_model_space(model, x_samples)
         eps = native.to_model_space(model, eps_samples)
         start = native.krnr_start(x0, eps, float(sigma0), int(k))
-        return (native.KRNRNoise(model, start, sigma0, clean.get("slm_seed", DEFAULT_SEED)),)
+        return (native.StartNoise(model, start, sigma0, clean.get("slm_seed", DEFAULT_SEED), node),)
 
 
 class NativeGuider:

@@ -25,6 +25,31 @@ FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius o
 WARP_MEMORY_COPIES = 26
 
 
+def check_depth_kind(depth_kind: str, node: str) -> str:
+    """One of DEPTH_KIND_CHOICES."""
+    if depth_kind not in DEPTH_KIND_CHOICES:
+        raise InverseDVSError(f"{node}: depth_kind '{depth_kind}' is unknown; use one of {', '.join(DEPTH_KIND_CHOICES)}.")
+    return depth_kind
+
+
+def check_camera_path(camera_path, node: str) -> CameraPath:
+    """A CameraPath from this pack's camera nodes."""
+    if not isinstance(camera_path, CameraPath):
+        raise InverseDVSError(f"{node}: camera_path must come from Camera Trajectory or Load Camera Path (InverseDVS).")
+    return camera_path
+
+
+def path_transforms(camera_path: CameraPath, z: torch.Tensor, node: str) -> torch.Tensor:
+    """Anchor camera → every path camera [F, 4, 4] for the depth z [F, H, W] (its orbit radius)."""
+    radius = camera_path.orbit_radius(z)
+    if radius.item() <= 0:
+        raise InverseDVSError(
+            f"{node}: the depth at the centre of anchor frame {camera_path.anchor} is not positive, so the "
+            "orbit radius is undefined; use a depth map with a valid centre pixel (metric depth > 0)."
+        )
+    return camera_path.anchor_to_frame(radius)
+
+
 class ForwardWarp:
     """Re-render every frame from its camera on the path: the depth map drawn as a surface (a triangle mesh, torn at occlusion edges), holes where the source never saw."""
 
@@ -43,7 +68,9 @@ class ForwardWarp:
                                                "pack's Depth Estimate or any depth node's IMAGE (grey, or the channel "
                                                "mean is used)."}),
                 "camera_path": (CAMERA_PATH_TYPE, {"tooltip": "The new camera path from Camera Trajectory or Load "
-                                                              "Camera Path; its frame count must match the video's."}),
+                                                              "Camera Path; its frame count must match the video's "
+                                                              "(one image with one depth map is seen from every camera "
+                                                              "of the path)."}),
                 "depth_kind": (DEPTH_KIND_CHOICES, {
                     "default": DEPTH_KIND_CHOICES[0],
                     "tooltip": "relative: disparity-like maps where white = near (Depth Anything and most depth "
@@ -64,15 +91,14 @@ class ForwardWarp:
     def warp(self, images, depth, camera_path, depth_kind, dilate_holes, device="auto"):
         node = self.DISPLAY_NAME
         images = _validate.check_image(images, "images", node)
-        if not isinstance(camera_path, CameraPath):
-            raise InverseDVSError(f"{node}: camera_path must come from Camera Trajectory or Load Camera Path (InverseDVS).")
-        if not isinstance(depth, torch.Tensor) or depth.ndim not in (3, 4) or (depth.ndim == 4 and depth.shape[-1] not in (1, 3)):
-            shape = tuple(depth.shape) if isinstance(depth, torch.Tensor) else type(depth).__name__
-            raise InverseDVSError(f"{node}: depth must be an IMAGE [frames, height, width, 3 or 1]; got {shape}.")
-        if depth_kind not in DEPTH_KIND_CHOICES:
-            raise InverseDVSError(f"{node}: depth_kind '{depth_kind}' is unknown; use one of {', '.join(DEPTH_KIND_CHOICES)}.")
+        check_camera_path(camera_path, node)
+        _validate.check_depth_image(depth, node)
+        check_depth_kind(depth_kind, node)
         if not 0 <= int(dilate_holes) <= MAX_DILATE:
             raise InverseDVSError(f"{node}: dilate_holes = {dilate_holes}; use 0 to {MAX_DILATE} pixels.")
+        if images.shape[0] == 1 and depth.shape[0] == 1 and camera_path.frames > 1:  # one image, every camera
+            images = images.expand(camera_path.frames, *images.shape[1:])
+            depth = depth.expand(camera_path.frames, *depth.shape[1:])
         frames, height, width = images.shape[:3]
         _validate.check_frame_counts(node, images=frames, depth=depth.shape[0], camera_path=camera_path.frames)
         _validate.check_same_size(node, images=(height, width), depth=tuple(depth.shape[1:3]))
@@ -81,13 +107,7 @@ class ForwardWarp:
         _validate.check_video_memory(frames, height, width, node, copies=WARP_MEMORY_COPIES, device=target)
         with _validate.out_of_memory_as_error(node, "warping", "device = cpu on this node", device=target):
             z = dep.depth_for_warp(depth_map.to(target), depth_kind)
-            radius = camera_path.orbit_radius(z)
-            if radius.item() <= 0:
-                raise InverseDVSError(
-                    f"{node}: the depth at the centre of anchor frame {camera_path.anchor} is not positive, so the "
-                    "orbit radius is undefined; use a depth map with a valid centre pixel (metric depth > 0)."
-                )
-            warped, mask = forward_warp(images.to(target), z, camera_path.anchor_to_frame(radius),
+            warped, mask = forward_warp(images.to(target), z, path_transforms(camera_path, z, node),
                                         camera_path.source_intrinsics(height, width),
                                         camera_path.target_intrinsics(height, width), int(dilate_holes))
             _validate.check_finite_result(warped, "the warped video", node, FAR_PATH_HINT)

@@ -61,11 +61,13 @@ DEPTH_KIND = "inversedvs_depth"
 TINY_WAN = "tiny_wan21_i2v.safetensors"
 TINY_WAN_VAE = "wan_2.1_vae_random.safetensors"
 RANDOM_CLIP_VISION = "clip_vision_h_random.safetensors"
+# The SD 1.5 run: core's Load Checkpoint reads a tiny SD 1.5 UNet with core's SD VAE and CLIP-L at seeded weights.
+TINY_SD15 = "tiny_sd15_random.safetensors"
 HOST_NODES = os.path.join(PACK_ROOT, "tests", "_host_nodes.py")
 HOST_NODES_FILE = "inversedvs_host_check_nodes.py"  # its name in custom_nodes/
 ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",))}
 ENCODER_LOADERS = ("CLIPLoader",)
-SAVERS = ("SaveVideo", "InverseDVS_SaveVideo")
+SAVERS = ("SaveVideo", "InverseDVS_SaveVideo", "SaveImage")
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 BROWSER_TIMEOUT_S = 90
@@ -97,6 +99,13 @@ FULL_RUN_OVERRIDES = {
     ("UNETLoader", "unet_name"): TINY_WAN,
     ("VAELoader", "vae_name"): TINY_WAN_VAE,
     ("CLIPVisionLoader", "clip_name"): RANDOM_CLIP_VISION,
+}
+# The SD 1.5 novel-view workflow with the tiny checkpoint: one image of 96x64, 4 inversion steps.
+IMAGE_RUN_OVERRIDES = {
+    ("InverseDVS_LoadVideo", "width"): 96,
+    ("InverseDVS_LoadVideo", "height"): 64,
+    ("InverseDVS_ImageInvert", "steps"): 4,
+    ("CheckpointLoaderSimple", "ckpt_name"): TINY_SD15,
 }
 # Choice values the pack's first version (0.1.0) saved in workflows, and the identifier each is now:
 # saved workflows holding them must still validate and run the same.
@@ -139,6 +148,7 @@ FOLDER_CHOICES = {
     ("UNETLoader", "unet_name"): (TINY_WAN,),
     ("VAELoader", "vae_name"): (TINY_WAN_VAE,),
     ("CLIPVisionLoader", "clip_name"): (RANDOM_CLIP_VISION,),
+    ("CheckpointLoaderSimple", "ckpt_name"): (TINY_SD15,),
 }
 
 
@@ -188,20 +198,21 @@ host.save_tiny_wan(sys.argv[1])
 vae = host.wan21_vae()
 safetensors.torch.save_file({k: v.contiguous() for k, v in vae.first_stage_model.state_dict().items()}, sys.argv[2])
 _host_nodes.save_random_clip_vision_h(sys.argv[3])
+host.save_tiny_sd15_checkpoint(sys.argv[4])
 """
 
 
 def make_tiny_wan(root: str, comfyui: str, python: str) -> None:
     """A tiny core WanModel in ``root/diffusion_models/``, core's Wan 2.1 VAE and ViT-H at seeded weights in
-    ``root/vae/`` and ``root/clip_vision/``."""
+    ``root/vae/`` and ``root/clip_vision/``, and a tiny SD 1.5 checkpoint in ``root/checkpoints/``."""
     paths = [os.path.join(root, "diffusion_models", TINY_WAN), os.path.join(root, "vae", TINY_WAN_VAE),
-             os.path.join(root, "clip_vision", RANDOM_CLIP_VISION)]
+             os.path.join(root, "clip_vision", RANDOM_CLIP_VISION), os.path.join(root, "checkpoints", TINY_SD15)]
     for path in paths:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     done = subprocess.run([python, "-c", MAKE_TINY_WAN, *paths], cwd=os.path.join(PACK_ROOT, "tests"),
                           env=dict(os.environ, COMFYUI_DIR=comfyui), capture_output=True, text=True)
     if done.returncode != 0 or not all(os.path.isfile(p) for p in paths):
-        raise CheckFailed(f"could not build the tiny Wan files with core's classes:\n{done.stderr[-3000:]}")
+        raise CheckFailed(f"could not build the tiny Wan and SD 1.5 files with core's classes:\n{done.stderr[-3000:]}")
 
 
 def prepare_base(base: str, comfyui: str, python: str) -> str:
@@ -516,6 +527,15 @@ def check_wan_run(server: Server, name: str, base: str) -> str:
             f"stood in for; {line}")
 
 
+def check_image_run(server: Server, name: str, base: str) -> str:
+    """The SD 1.5 novel-view workflow through POST /prompt: core's Load Checkpoint / CLIP Text Encode / VAE Encode /
+    VAE Decode / Save Image on the tiny checkpoint, one image in, one new view saved."""
+    line, images = check_run(server, name, base, IMAGE_RUN_OVERRIDES)
+    if {n for _, n, _ in images.values()} != {1}:
+        raise CheckFailed(f"{name}: saved {images}, expected one image")
+    return f"core's Load Checkpoint on {TINY_SD15}, real CLIP Text Encode; {line}"
+
+
 def check_samples_installed(base: str) -> str:
     """The pack put its sample clips into the (empty) input folder, as they are in samples/."""
     samples = import_module(load_pack().__name__ + ".nodes._samples")
@@ -783,7 +803,7 @@ def main(argv=None) -> int:
         return 2
 
     names = [flow.name for flow in mw.workflows()]
-    geometry, full, sweep, wan = names
+    geometry, full, sweep, wan, image = names
     base = tempfile.mkdtemp(prefix="inversedvs_host_")
     server = None
     ok = True
@@ -809,6 +829,7 @@ def main(argv=None) -> int:
             report(True, f"run {full} as first saved", check_saved_values(server, full, base, videos))
             report(True, f"run {sweep} (tiny models)", check_run(server, sweep, base, FULL_RUN_OVERRIDES)[0])
             report(True, f"run {wan} (tiny Wan)", check_wan_run(server, wan, base))
+            report(True, f"run {image} (tiny SD 1.5)", check_image_run(server, image, base))
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:

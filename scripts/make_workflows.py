@@ -46,6 +46,9 @@ WAN_FILES = {
     "clip_vision": "clip_vision_h.safetensors",
 }
 
+# The SD 1.5 checkpoint file name core's default workflow loads (any SD 1.5 / SDXL-class checkpoint works).
+SD15_FILES = {"checkpoints": "v1-5-pruned-emaonly-fp16.safetensors"}
+
 # Core ComfyUI nodes the workflows may use, with the specs ComfyUI's /object_info gives for them
 # (the host check compares this table with a running ComfyUI).
 CORE_NODES: dict[str, dict] = {
@@ -108,6 +111,14 @@ CORE_NODES: dict[str, dict] = {
         "input": {"required": {"vae_name": [[WAN_FILES["vae"], "pixel_space"]]}},
         "output": ["VAE"], "output_name": ["VAE"], "display_name": "Load VAE",
     },
+    "CheckpointLoaderSimple": {
+        "input": {"required": {"ckpt_name": [[SD15_FILES["checkpoints"]]]}},
+        "output": ["MODEL", "CLIP", "VAE"], "output_name": ["MODEL", "CLIP", "VAE"], "display_name": "Load Checkpoint",
+    },
+    "SaveImage": {
+        "input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}},
+        "output": [], "output_name": [], "display_name": "Save Image",
+    },
     "CLIPVisionLoader": {
         "input": {"required": {"clip_name": [[WAN_FILES["clip_vision"]]]}},
         "output": ["CLIP_VISION"], "output_name": ["CLIP_VISION"], "display_name": "Load CLIP Vision",
@@ -154,6 +165,7 @@ CORE_FOLDER_INPUTS = {
     ("CLIPLoader", "clip_name"): "text_encoders",
     ("VAELoader", "vae_name"): "vae",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
 }
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -350,7 +362,7 @@ NOTE_LINE_HEIGHT = 18
 NOTE_CHARS_PER_LINE = 46
 UPLOAD_PREVIEW_HEIGHT = 330  # a loader with an upload button shows the picked file below its widgets
 UPLOAD_NODE_WIDTH = 450
-MEDIA_HEIGHT = {"PreviewImage": 220, "SaveVideo": 200}  # room for the image / video the node shows
+MEDIA_HEIGHT = {"PreviewImage": 220, "SaveVideo": 200, "SaveImage": 220}  # room for the image / video the node shows
 VIEW_SIZE = (1920, 1080)  # window the saved view fits (the browser check's window)
 VIEW_CHROME = (64, 78)  # ComfyUI's side bar and top bars take this much of the window's width and height
 VIEW_MARGIN = 30
@@ -641,6 +653,24 @@ WAN_NEGATIVE = "blurry, distorted, deformed, flickering, low quality, watermark,
 WAN_FPS = 16.0  # Wan 2.1 clips play at 16 frames per second
 WAN_SIZE = {"width": 832, "height": 480, "length": 81}  # core's Wan 2.1 I2V 480p template
 
+FUSION_NOTE = """## Novel view of one image on SD 1.5 (signal/noise fusion, no training)
+
+One picture in, the same scene from a **new camera** out, on an image model **core ComfyUI loads**
+(SD 1.5 here; any SD 1.5 / SDXL-class checkpoint, with LoRAs between the loader and the nodes).
+
+1. **Geometry** (seconds, no GPU): the image, its depth (white = near; swap in Depth Estimate or any
+   depth node) and a camera path; *Forward Warp* previews what the new camera sees.
+2. **Invert Image** runs DDIM from the image up to timestep 600 in 30 steps (the method's defaults)
+   with the empty prompt and keeps the last step's signal (mean) and noise terms.
+3. **Novel View Fusion** warps the mean to the path's last camera and fuses it with the source's
+   noise: *a_noise_term* (strategy A, one extra model pass) or *b_inverted_latent* (strategy B).
+4. **Novel View Sample** runs DDIM back down the same grid with your prompt; VAE Decode shows it.
+
+Change the camera, strategy or cfg and only the later nodes run again (the inversion is cached)."""
+
+FUSION_NEGATIVE = "blurry, distorted, deformed, low quality, watermark, text"
+FUSION_SIZE = {"width": 768, "height": 512}  # the sample clip's 3:2 frame at SD 1.5's scale
+
 PROMPT = ("A calm city street at dusk, parked cars and shop fronts along the sidewalk, soft warm light, "
           "realistic, detailed, steady camera motion.")
 FPS = 8.0  # CogVideoX clips play at 8 frames per second
@@ -774,7 +804,7 @@ def workflows() -> list[Workflow]:
          Group("3 · Sample several ways", tuple(sweep_keys) + ("stitch_01", "stitch_012", "sweep_video",
                                                                "sweep_save"), GROUP_COLORS["sweep"])],
     )
-    return [geometry, full, sweep, _wan_workflow()]
+    return [geometry, full, sweep, _wan_workflow(), _fusion_workflow()]
 
 
 def _wan_workflow() -> Workflow:
@@ -846,6 +876,63 @@ def _wan_workflow() -> Workflow:
     )
 
 
+def _fusion_workflow() -> Workflow:
+    """One image's novel view on SD 1.5: core's checkpoint loader, text encode, VAE Encode / Decode, the fusion nodes."""
+    one_frame = dict(frame_load_cap=1, **FUSION_SIZE)
+    items = [
+        Note("about", FUSION_NOTE, 0),
+        Node("image", P + "LoadVideo", "Load Image (first frame of the sample clip)", 0,
+             values=dict(one_frame, video=SAMPLE_VIDEO)),
+        Node("depth", P + "LoadVideo", "Load Depth (white = near)", 0, values=dict(one_frame, video=SAMPLE_DEPTH_VIDEO)),
+        Node("path", P + "CameraTrajectory", "Camera Path (its last camera is the new view)", 1,
+             values={"frames": 9, "amount": 0.5}),
+        Node("path_preview", "PreviewImage", "Preview: camera path", 1, links={"images": ("path", "preview")}),
+        Node("warp", P + "ForwardWarp", "Forward Warp (preview of the new view)", 2,
+             links={"images": ("image", "images"), "depth": ("depth", "images"), "camera_path": ("path", "camera_path")}),
+        Node("warp_preview", "PreviewImage", "Preview: what the new camera sees", 2,
+             links={"images": ("warp", "warped")}),
+        Node("ckpt", "CheckpointLoaderSimple", "Load Checkpoint (SD 1.5)", 0,
+             values={"ckpt_name": SD15_FILES["checkpoints"]}, color="model", band=1),
+        Node("empty", "CLIPTextEncode", "Empty prompt (inversion, strategy A)", 1, links={"clip": ("ckpt", "CLIP")},
+             values={"text": ""}, color="prompt", band=1),
+        Node("prompt", "CLIPTextEncode", "Prompt", 1, links={"clip": ("ckpt", "CLIP")}, values={"text": PROMPT},
+             color="prompt", band=1),
+        Node("negative", "CLIPTextEncode", "Negative prompt", 1, links={"clip": ("ckpt", "CLIP")},
+             values={"text": FUSION_NEGATIVE}, color="prompt", band=1),
+        Node("encode", "VAEEncode", "VAE Encode (source image)", 2,
+             links={"pixels": ("image", "images"), "vae": ("ckpt", "VAE")}, band=1),
+        Node("invert", P + "ImageInvert", "Invert Image (runs once)", 2,
+             links={"model": ("ckpt", "MODEL"), "positive": ("empty", "CONDITIONING"), "latent": ("encode", "LATENT")},
+             band=1),
+        Node("fuse", P + "NovelViewFusion", "Novel View Fusion (camera, strategy)", 3,
+             links={"model": ("ckpt", "MODEL"), "positive": ("empty", "CONDITIONING"),
+                    "inversion": ("invert", "inversion"), "depth": ("depth", "images"),
+                    "camera_path": ("path", "camera_path")}, band=1),
+        Node("sample", P + "NovelViewSample", "Novel View Sample", 3,
+             links={"model": ("ckpt", "MODEL"), "positive": ("prompt", "CONDITIONING"),
+                    "negative": ("negative", "CONDITIONING"), "start": ("fuse", "start")}, band=1),
+        Node("decode", "VAEDecode", "VAE Decode", 4, links={"samples": ("sample", "latent"), "vae": ("ckpt", "VAE")},
+             band=1),
+        Node("compare", "ImageStitch", "Side by side: source | new view", 4,
+             links={"image1": ("image", "images"), "image2": ("decode", "IMAGE")},
+             values={"spacing_width": 8, "spacing_color": "black"}, band=1),
+        Node("compare_preview", "PreviewImage", "Preview: source | new view", 4, links={"images": ("compare", "IMAGE")},
+             band=1),
+        Node("result_save", "SaveImage", "Save: new view", 5, links={"images": ("decode", "IMAGE")},
+             values={"filename_prefix": "InverseDVS/novel_view"}, color="output", band=1),
+    ]
+    return Workflow(
+        "inversedvs_sd15_novel_view_fusion",
+        items,
+        [Group("1 · Geometry (seconds, no GPU)", ("about", "image", "depth", "path", "path_preview", "warp",
+                                                 "warp_preview"), GROUP_COLORS["geometry"]),
+         Group("2 · SD 1.5 (core loader): invert once, fuse and sample many times",
+               ("ckpt", "empty", "prompt", "negative", "encode", "invert", "fuse", "sample", "decode", "compare",
+                "compare_preview"), GROUP_COLORS["diffusion"]),
+         Group("3 · Save", ("result_save",), GROUP_COLORS["output"])],
+    )
+
+
 # ---------------------------------------------------------------------------- thumbnails
 
 THUMB_TILE = (320, 213)  # width, height of one picture in a thumbnail (720x480 scaled)
@@ -904,7 +991,8 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
     """Draw ``<name>.jpg`` for every workflow from the pack's own output on its sample clip.
 
     The geometry workflow runs in-process on the sample clip and its exact depth; the pictures are
-    its input frame, camera-path preview, warped frame and hole mask."""
+    its input frame, camera-path preview, warped frame and hole mask (the one-image workflow's from
+    its own geometry nodes)."""
     import tempfile
 
     import cv2
@@ -917,7 +1005,14 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         geometry = flows["inversedvs_geometry_preview"]
         _, api = build(geometry, specs)
         results = run_pack_nodes(api)
+        one_image = flows["inversedvs_sd15_novel_view_fusion"]
+        _, one_api = build(one_image, specs)
+        one_results = run_pack_nodes(one_api)  # its geometry: the pack's nodes before the model
     ids = {item.key: str(i + 1) for i, item in enumerate(geometry.items)}
+    one_ids = {item.key: str(i + 1) for i, item in enumerate(one_image.items)}
+    one_source = one_results[one_ids["image"]][0][0]
+    one_warped, one_mask = one_results[one_ids["warp"]][:2]
+    one_holes = one_mask[-1, ..., None].expand(*one_mask.shape[1:], 3)
     video = results[ids["video"]][0]
     warped, mask = results[ids["warp"]][:2]
     path = results[ids["path"]][1]
@@ -936,6 +1031,9 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         "inversedvs_wan21_i2v_native": [
             [_tile(warped[0], "start image: first warped frame"), _tile(warped[last], "new camera: warp")],
             [_tile(holes[last], "holes Wan 2.1 fills"), _tile(path[0], "camera path")]],
+        "inversedvs_sd15_novel_view_fusion": [
+            [_tile(one_source, "one source image"), _tile(one_warped[-1], "the path's last camera: warped")],
+            [_tile(one_holes, "holes SD 1.5 fills"), _tile(one_results[one_ids["path"]][1][0], "camera path")]],
     }
     written = []
     for name, rows in pictures.items():

@@ -26,6 +26,12 @@ HOST_MARKS = [
 # A tiny Wan 2.1 image-to-video transformer (3.0 M parameters; core sizes heads as dim // 128).
 WAN21_I2V = dict(model_type="i2v", in_dim=36, dim=128, ffn_dim=256, freq_dim=256, num_heads=1, num_layers=2,
                  out_dim=16, text_dim=4096)
+# A tiny SD 1.5-class UNet (25.8 M parameters): core detects SD 1.5 by model_channels 320 and context_dim 768, so
+# those stay; one resolution level with one res block and one transformer block keeps it small.
+SD15_UNET = dict(image_size=32, in_channels=4, model_channels=320, out_channels=4, num_res_blocks=[1], channel_mult=(1,),
+                 num_heads=8, use_spatial_transformer=True, transformer_depth=[1], transformer_depth_output=[1, 1],
+                 transformer_depth_middle=1, context_dim=768, use_linear_in_transformer=False, legacy=False)
+SD15_TEXT_WIDTH = 768  # CLIP-L's width, SD 1.5's context_dim
 # Text length of the tiny conditionings (umt5's width 4096, as Wan's text_dim)
 TEXT_TOKENS = 8
 WEIGHT_SCALE = 0.02
@@ -54,6 +60,19 @@ def import_comfy():
     return comfy
 
 
+@pytest.fixture(scope="module")
+def comfy():
+    """Core's modules (a host test module imports this fixture from here)."""
+    return import_comfy()
+
+
+@pytest.fixture(autouse=True)
+def inference(comfy):
+    """Every test runs under torch.inference_mode, as ComfyUI's executor runs every node."""
+    with torch.inference_mode():
+        yield
+
+
 def save_tiny_wan(path: str, seed: int = 0, **overrides) -> str:
     """A random WanModel of core's own class, saved as safetensors at ``path`` (weights N(0, 0.02²), norms 1)."""
     import safetensors.torch
@@ -69,6 +88,57 @@ def save_tiny_wan(path: str, seed: int = 0, **overrides) -> str:
             state[name] = torch.ones(tensor.shape)
         else:
             state[name] = torch.randn(tensor.shape, generator=gen) * WEIGHT_SCALE
+    safetensors.torch.save_file(state, path)
+    return path
+
+
+def seeded_state(module: torch.nn.Module, seed: int) -> dict:
+    """``module``'s state dict at seeded weights: N(0, 1/fan_in), norm scales (1-D weights) 1, biases 0."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, tensor in module.state_dict().items():
+        if tensor.ndim < 2 and name.endswith("weight"):
+            state[name] = torch.ones(tensor.shape)
+        elif name.endswith("bias") or tensor.ndim < 2:
+            state[name] = torch.zeros(tensor.shape)
+        else:
+            state[name] = torch.randn(tensor.shape, generator=gen) / tensor[0].numel() ** 0.5
+    return state
+
+
+def save_tiny_sd15_unet(path: str, seed: int = 0) -> str:
+    """A random SD 1.5-class UNet of core's own class (``SD15_UNET``), saved as safetensors at ``path`` (what core's
+    Load Diffusion Model reads and detects as SD 1.5)."""
+    import comfy.ops
+    import safetensors.torch
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    safetensors.torch.save_file(seeded_state(UNetModel(operations=comfy.ops.disable_weight_init, **SD15_UNET), seed),
+                                path)
+    return path
+
+
+def save_tiny_sd15_checkpoint(path: str, seed: int = 0) -> str:
+    """An SD 1.5 checkpoint as core's Load Checkpoint reads it, fp16 safetensors at ``path``: the tiny UNet
+    (``SD15_UNET``) with core's full-size SD VAE and CLIP-L text encoder, all of core's own classes at seeded
+    weights (``seeded_state``)."""
+    import comfy.ops
+    import comfy.sd1_clip
+    import safetensors.torch
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    vae_config = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                  "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    parts = {"model.diffusion_model.": UNetModel(operations=comfy.ops.disable_weight_init, **SD15_UNET),
+             "first_stage_model.": AutoencoderKL(ddconfig=vae_config, embed_dim=4),
+             "cond_stage_model.": comfy.sd1_clip.SDClipModel(device="cpu", dtype=torch.float32)}
+    state = {}
+    for i, (prefix, module) in enumerate(parts.items()):
+        for name, value in seeded_state(module, seed + i).items():
+            if "position_ids" in name:
+                value = torch.arange(value.shape[-1]).expand(value.shape).float()
+            state[prefix + name] = value.half()
     safetensors.torch.save_file(state, path)
     return path
 

@@ -30,6 +30,7 @@ from inversedvs.nodes.camera import CameraTrajectory
 from inversedvs.nodes.camera_import import LoadCameraPath, SaveCameraPath
 from inversedvs.nodes.depth import DepthEstimate
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
+from inversedvs.nodes.fusion import FUSION_KEY, START_KEY, NovelViewFusion, NovelViewSample
 from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
 from inversedvs.nodes.video import LoadVideo
@@ -1045,6 +1046,54 @@ def _(box):
 @case("Sample", "a zero-sized MASK", "is empty")
 def _(box):
     Sample().sample(**sample_args(mask=torch.zeros(0, TINY_H, TINY_W)))
+
+
+def inversion_of(height: int = TINY_H // 8, width: int = TINY_W // 8) -> dict:
+    """What Invert Image gives for a TINY_H x TINY_W image (values are not read by the input checks)."""
+    z = torch.zeros(1, 4, height, width)
+    return {"samples": z, FUSION_KEY: {"mean": z, "noise": z, "inverted": z, "sigmas": torch.tensor([0.0, 1.0])}}
+
+
+def fuse(inversion=None, depth=None, path=None, strategy="a_noise_term", views="last"):
+    """Novel View Fusion on one TINY_H x TINY_W image (no model: every case stops before the model is asked)."""
+    depth = ramp_depth(1) if depth is None else depth
+    return NovelViewFusion().fuse(None, None, inversion_of() if inversion is None else inversion, depth,
+                                  camera_path(2) if path is None else path, "relative", views, strategy, 0)
+
+
+@case("Novel View Fusion", "a plain LATENT (not Invert Image's) as inversion", "connect the output of Invert Image")
+def _(box):
+    fuse(inversion={"samples": torch.zeros(1, 4, TINY_H // 8, TINY_W // 8)})
+
+
+@case("Novel View Fusion", "a depth map of another size than the encoded image", "the depth is 48x64")
+def _(box):
+    fuse(depth=ramp_depth(1, 64, 48))
+
+
+@case("Novel View Fusion", "a depth video (9 frames) for one image", "depth holds 9 frames")
+def _(box):
+    fuse(depth=ramp_depth())
+
+
+@case("Novel View Fusion", "an unknown strategy", "strategy must be one of")
+def _(box):
+    fuse(strategy="C")
+
+
+@case("Novel View Fusion", "a camera path of another node", "camera_path must come from")
+def _(box):
+    fuse(path="orbit_right")
+
+
+@case("Novel View Sample", "a LATENT that is not Novel View Fusion's start", "connect the start output")
+def _(box):
+    NovelViewSample().sample(None, None, None, inversion_of(), 1.0)
+
+
+@case("Novel View Sample", "cfg = -1", "cfg = -1 is out of range")
+def _(box):
+    NovelViewSample().sample(None, None, None, {START_KEY: {}}, -1.0)
 
 
 @case("VAE Encode Video", "float frames in 0..255", "divide by 255")

@@ -70,6 +70,18 @@ def test_forward_warp_with_exact_metric_depth_and_with_a_relative_depth_image(cl
     assert warped_rel.shape == images.shape and float(mask_rel[-1].mean()) > 0.02
 
 
+def test_one_image_with_its_depth_is_seen_from_every_camera_of_the_path(clip):
+    images, depth = clip
+    path, _ = _path("orbit left")
+    one, mask_one = ForwardWarp().warp(images[:1], depth[:1].unsqueeze(-1), path, METRIC, 0)
+    same, mask_same = ForwardWarp().warp(images[:1].expand(FRAMES, -1, -1, -1),
+                                         depth[:1].expand(FRAMES, -1, -1).unsqueeze(-1), path, METRIC, 0)
+    assert one.shape == (FRAMES, HEIGHT, WIDTH, 3) and torch.equal(one, same) and torch.equal(mask_one, mask_same)
+    assert float(mask_one[0].max()) == 0.0 and float(mask_one[-1].mean()) > 0.02
+    with pytest.raises(InverseDVSError, match="frame counts disagree"):  # a clip still needs the path's frames
+        ForwardWarp().warp(images[:2], depth[:2].unsqueeze(-1), path, METRIC, 0)
+
+
 def test_identity_through_the_node(clip):
     images, depth = clip
     path, _ = _path(traj.STILL)

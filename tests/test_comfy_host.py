@@ -6,7 +6,8 @@ Skipped unless COMFYUI_DIR names a ComfyUI checkout (``make test`` runs it with 
 check starts ComfyUI in a temporary base directory with the pack installed as the README says and an
 empty input folder, queues every example workflow through POST /prompt and checks in /history that
 each of its output nodes ran; it also runs the full workflow with the choice values the first version
-saved, the Wan workflow on core's loaders with a tiny WanModel, and checks the error dialog's title.
+saved, the Wan workflow on core's loaders with a tiny WanModel, the SD 1.5 novel-view workflow on core's Load
+Checkpoint with a tiny SD 1.5 checkpoint, and checks the error dialog's title.
 When Chromium is installed it loads every workflow in ComfyUI's frontend (screenshots go to a temporary folder here; run the script itself to refresh docs/).
 """
 
@@ -41,7 +42,7 @@ def test_pack_runs_in_comfyui(tmp_path):
     for check in ("pack imported", "sample clips", "/object_info", "templates", "run inversedvs_geometry_preview",
                   "unknown choice", "error dialog", "run inversedvs_full_pipeline (tiny models)",
                   "run inversedvs_full_pipeline as first saved", "run inversedvs_sweep_k_guidance",
-                  "run inversedvs_wan21_i2v_native (tiny Wan)"):
+                  "run inversedvs_wan21_i2v_native (tiny Wan)", "run inversedvs_sd15_novel_view_fusion (tiny SD 1.5)"):
         assert any(line.startswith("[ok] " + check) for line in lines), check
     assert not any(line.startswith("[FAIL]") for line in lines)
     if any(line.startswith("[ok] frontend") for line in lines):

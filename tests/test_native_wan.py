@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from _comfy_host import HOST_MARKS, image_conditioning, import_comfy, save_tiny_wan, text_conditioning, wan21_vae
+from _comfy_host import HOST_MARKS, image_conditioning, save_tiny_wan, text_conditioning, wan21_vae
+from _comfy_host import comfy, inference  # noqa: F401  (fixtures)
 from inversedvs.errors import InverseDVSError
 from inversedvs.krnr import levels
 from inversedvs.krnr.krnr import krnr_recursive
@@ -23,17 +24,6 @@ pytestmark = HOST_MARKS
 LATENT_SHAPE = (1, 16, 3, 8, 12)  # 9 frames of 64×96 through Wan 2.1's 4×8×8 VAE
 PIXELS = (9, 64, 96)
 RECONSTRUCTION_STEPS = (2, 4, 8)
-
-
-@pytest.fixture(scope="module")
-def comfy():
-    return import_comfy()
-
-
-@pytest.fixture(autouse=True)
-def inference(comfy):
-    with torch.inference_mode():  # as ComfyUI's executor runs every node
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,15 @@ API_DIR = os.path.join(WORKFLOW_DIR, "api")
 CORE_ALLOWED = {"PreviewImage", "MaskToImage", "ImageStitch", "CreateVideo", "SaveVideo",
                 # core's Wan image-to-video nodes (loaders, text / vision encoders, VAE, image conditioning)
                 "UNETLoader", "CLIPLoader", "VAELoader", "CLIPVisionLoader", "CLIPVisionEncode", "CLIPTextEncode",
-                "ImageFromBatch", "VAEEncode", "VAEDecode", "WanImageToVideo"}
+                "ImageFromBatch", "VAEEncode", "VAEDecode", "WanImageToVideo",
+                # core's image-model loader and saver (the SD 1.5 novel-view workflow)
+                "CheckpointLoaderSimple", "SaveImage"}
 NOTE_TYPES = {"Note", "MarkdownNote"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 EXPECTED = {"inversedvs_geometry_preview", "inversedvs_full_pipeline", "inversedvs_sweep_k_guidance",
-            "inversedvs_wan21_i2v_native"}
+            "inversedvs_wan21_i2v_native", "inversedvs_sd15_novel_view_fusion"}
 # The reference's sampling settings (DESIGN §1): what the full workflow must start from.
 REFERENCE_SAMPLE = {"steps": 30, "strength": 0.98, "guidance": 10.0, "preservation": 1.0, "seed": 42}
 WAN_TEMPLATE_STEPS = 20
@@ -322,6 +324,8 @@ def test_wan_workflow_uses_core_loaders_and_conditions_on_the_first_warped_frame
     types = [n["type"] for n in ui["nodes"]]
     assert not {"InverseDVS_LoadVideoModel", "InverseDVS_EncodeText", "InverseDVS_KRNRInvert"} & set(types)
     for loader, folder in mw.CORE_FOLDER_INPUTS.items():
+        if folder not in mw.WAN_FILES:
+            continue
         (node,) = by_type(ui, loader[0])
         assert widget_dict(node)[loader[1]] == mw.WAN_FILES[folder]
     assert widget_dict(_node(ui, "CLIPLoader"))["type"] == "wan"
@@ -368,6 +372,29 @@ def _full_ui():
 
 def _node(ui, node_type):
     return by_type(ui, node_type)[0]
+
+
+def test_fusion_workflow_inverts_the_one_image_with_the_empty_prompt_and_samples_with_the_prompt():
+    ui = load(os.path.join(WORKFLOW_DIR, "inversedvs_sd15_novel_view_fusion.json"))
+    types = [n["type"] for n in ui["nodes"]]
+    assert not WEIGHT_NODES & set(types)  # core's loader; depth from the sample's depth video
+    (ckpt,) = by_type(ui, "CheckpointLoaderSimple")
+    assert widget_dict(ckpt)["ckpt_name"] == mw.SD15_FILES["checkpoints"]
+    for loader in by_type(ui, "InverseDVS_LoadVideo"):
+        values = widget_dict(loader)
+        assert (values["frame_load_cap"], values["width"] % 8, values["height"] % 8) == (1, 0, 0)
+    invert, fuse, sample = (_node(ui, P) for P in ("InverseDVS_ImageInvert", "InverseDVS_NovelViewFusion",
+                                                     "InverseDVS_NovelViewSample"))
+    assert (widget_dict(invert)["steps"], widget_dict(invert)["timestep"]) == (30, 600)  # the method's defaults
+    assert _inputs_from(ui, invert)["latent"][0]["type"] == "VAEEncode"
+    for node in (invert, fuse):
+        assert widget_dict(_inputs_from(ui, node)["positive"][0])["text"] == ""
+    assert _inputs_from(ui, fuse)["inversion"][0] is invert
+    assert widget_dict(fuse)["strategy"] in ("a_noise_term", "b_inverted_latent")
+    sampled = _inputs_from(ui, sample)
+    assert widget_dict(sampled["positive"][0])["text"] == mw.PROMPT and sampled["start"][0] is fuse
+    (save,) = by_type(ui, "SaveImage")
+    assert _inputs_from(ui, save)["images"][0]["type"] == "VAEDecode"
 
 
 @pytest.mark.parametrize("breakage, expected", [

@@ -80,6 +80,24 @@ def finish(warped: torch.Tensor, seen: torch.Tensor, dilate: int) -> tuple[torch
     return warped.clamp_(0.0, 1.0), mask
 
 
+def splat(values: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K_source: torch.Tensor,
+          K_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw every frame's values into its target camera as the depth's surface, values unchanged in range.
+
+    values [F, H, W, C] (any real values: colours, latent channels), other inputs as ``forward_warp``.
+    Returns warped [F, H, W, C] float32 (perspective-correct mixes of source values, 0 in holes) and
+    seen [F, H, W] bool.
+    """
+    values, depth, (u, v, z) = reproject_video(values, depth, transforms, K_source, K_target)
+    valid = (depth > 0) & (z > MIN_Z) & torch.isfinite(u) & torch.isfinite(v)
+    sources, weights, seen = raster.rasterize(u, v, 1.0 / z.clamp_min(MIN_Z), depth, valid)
+    pixels = raster.padded_pixels(values)
+    warped = pixels[sources[..., 0]].mul_(weights[..., 0:1])
+    for k in (1, 2):
+        warped.addcmul_(pixels[sources[..., k]], weights[..., k:k + 1])
+    return warped, seen
+
+
 def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K_source: torch.Tensor,
                  K_target: torch.Tensor, dilate: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp every frame into its target camera.
@@ -90,11 +108,25 @@ def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Te
     Returns warped [F, H, W, C] (0 in holes) and the hole mask [F, H, W] (1 = not seen, 0 = seen),
     with holes grown by ``dilate`` pixels (the grown part is blanked in the image too).
     """
-    images, depth, (u, v, z) = reproject_video(images, depth, transforms, K_source, K_target)
-    valid = (depth > 0) & (z > MIN_Z) & torch.isfinite(u) & torch.isfinite(v)
-    sources, weights, seen = raster.rasterize(u, v, 1.0 / z.clamp_min(MIN_Z), depth, valid)
-    pixels = raster.padded_pixels(images)
-    warped = pixels[sources[..., 0]].mul_(weights[..., 0:1])
-    for k in (1, 2):
-        warped.addcmul_(pixels[sources[..., k]], weights[..., k:k + 1])
-    return finish(warped, seen, dilate)
+    return finish(*splat(images, depth, transforms, K_source, K_target), dilate)
+
+
+def cell_depth(depth: torch.Tensor, factor: int) -> torch.Tensor:
+    """Depth [F, H, W] averaged over ``factor`` x ``factor`` blocks → [F, H/factor, W/factor] (the
+    depth of each cell of a latent grid ``factor`` times coarser; H, W multiples of ``factor``)."""
+    return F.avg_pool2d(depth.float().unsqueeze(1), factor).squeeze(1)
+
+
+def warp_latent(latent: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K_source: torch.Tensor,
+                K_target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image latent seen from every target camera, its grid treated as a coarse image.
+
+    latent [C, h, w] (any values), depth [h, w] (z of each cell, e.g. ``cell_depth``), transforms
+    [N, 4, 4] source camera → each target camera, K_source [3, 3] and K_target [N, 3, 3] or [3, 3]
+    intrinsics of the latent grid (a camera's K at the latent's size: pixel centres map to cell
+    centres). Returns warped [N, C, h, w] (0 in holes) and holes [N, h, w] bool.
+    """
+    n = transforms.shape[0]
+    values = latent.float().permute(1, 2, 0).unsqueeze(0).expand(n, -1, -1, -1)
+    warped, seen = splat(values, depth.unsqueeze(0).expand(n, -1, -1), transforms, K_source, K_target)
+    return warped.permute(0, 3, 1, 2).contiguous(), ~seen
