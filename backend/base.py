@@ -35,6 +35,7 @@ class VideoModel(Protocol):
     latent_channels: int
     spatial_compression: int  # 8: H = 8·h
     temporal_compression: int  # 4: F = 4·(T−1) + 1
+    window_latent_frames: int  # latent frames of one denoiser window (13 for 49 frames); longer clips are windowed
     schedule: NoiseSchedule
     device: torch.device
 
@@ -49,6 +50,9 @@ class VideoModel(Protocol):
 
     def transformer_session(self):
         """Context manager: the denoiser ready on the device; yields ``predict_v``."""
+
+    def denoiser_held(self):
+        """Context manager: the denoiser stays on the device across the sessions inside (one clip's windows)."""
 
     def check_latent_size(self, height: int, width: int, node: str) -> None:
         """Refuse a latent grid the denoiser cannot run at (InverseDVSError naming the size to use)."""
