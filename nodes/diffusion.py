@@ -47,9 +47,10 @@ def clip_windows(model, latent_frames: int, overlap: int, node: str) -> list[tup
     stride, window = model.temporal_compression, model.window_latent_frames
     overlap = _validate.check_whole_number(overlap, stride, MAX_WINDOW_OVERLAP, "window_overlap", node)
     if latent_frames > window and (overlap % stride or overlap // stride >= window):
+        quarter = max(1, window // 4) * stride
         raise InverseDVSError(
             f"{node}: window_overlap = {overlap} frames; it must be a multiple of {stride} and shorter than the "
-            f"model's window of {(window - 1) * stride + 1} frames (e.g. {DEFAULT_WINDOW_OVERLAP})."
+            f"model's window of {(window - 1) * stride + 1} frames (e.g. {quarter}, a quarter of the window)."
         )
     return window_spans(latent_frames, window, overlap // stride)
 

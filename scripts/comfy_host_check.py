@@ -84,6 +84,7 @@ FULL_RUN_OVERRIDES = {
     ("InverseDVS_CameraTrajectory", "frames"): 9,
     ("InverseDVS_KRNRInvert", "steps"): 4,
     ("InverseDVS_Sample", "steps"): 4,
+    ("InverseDVS_KRNRInvert", "window_overlap"): 4,  # the tiny model's window is 9 frames
     ("InverseDVS_DepthEstimate", "model"): TINY_DEPTH_MODEL,
     ("InverseDVS_DepthEstimate", "input_size"): 56,
     ("InverseDVS_LoadVideoModel", "model_folder"): TINY_VIDEO_MODEL,
