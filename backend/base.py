@@ -41,11 +41,12 @@ class VideoModel(Protocol):
     latent_channels: int
     spatial_compression: int  # 8: H = 8·h
     temporal_compression: int  # 4: F = 4·(T−1) + 1
+    window_latent_frames: int  # latent frames of one denoiser window (13 for 49 frames); longer clips are windowed
+    schedule: NoiseSchedule
+    device: torch.device
 
     def compression(self) -> tuple[int, int]:
         """(temporal, spatial) compression of the VAE."""
-    schedule: NoiseSchedule
-    device: torch.device
 
     def encode_text(self, prompts: list[str]) -> torch.Tensor:
         """Prompts → embeddings [len(prompts), L, D] (the text encoder is loaded for this and released after)."""
@@ -58,6 +59,9 @@ class VideoModel(Protocol):
 
     def transformer_session(self):
         """Context manager: the denoiser ready on the device; yields ``predict_v``."""
+
+    def denoiser_held(self):
+        """Context manager: the denoiser stays on the device across the sessions inside (one clip's windows)."""
 
     def check_latent_size(self, height: int, width: int, node: str) -> None:
         """Refuse a latent grid the denoiser cannot run at (InverseDVSError naming the size to use)."""

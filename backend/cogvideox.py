@@ -222,6 +222,9 @@ class CogVideoXModel:
         # Learned positional embeddings (CogVideoX-5B-I2V) exist only for the training size (latent h, w).
         self.fixed_latent_size = ((int(cfg.sample_height), int(cfg.sample_width))
                                   if getattr(cfg, "use_learned_positional_embeddings", False) else None)
+        # Latent frames of one denoiser window: the clip length the transformer was trained on (49 frames
+        # = 13 for 5B-I2V); longer clips are sampled in overlapping windows of this many (krnr.windows).
+        self.window_latent_frames = (int(cfg.sample_frames) - 1) // self.temporal_compression + 1
         self._empty_embeds = None
         self.placement = Placement(policy, self.device)
         self.placement.register("transformer", self.transformer)
@@ -393,6 +396,13 @@ class CogVideoXModel:
                 return out.transpose(1, 2).float().to(x.device)
 
             yield predict_v
+
+    @contextlib.contextmanager
+    def denoiser_held(self):
+        """Keep the denoiser on the device across several ``transformer_session`` blocks (the windows of one
+        clip), so offloading moves its weights once per clip, not once per window."""
+        with self.placement.use("transformer"):
+            yield
 
     def release(self) -> None:
         """Take the weights off the device (kept in host memory) and empty the device cache."""

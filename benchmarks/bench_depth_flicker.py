@@ -67,7 +67,7 @@ def main() -> None:
         tiny.save_tiny_depth_model(os.path.join(root, "inversedvs_depth"))
         os.environ["INVERSEDVS_MODELS_DIR"] = root
         os.environ["INVERSEDVS_INPUT_DIR"] = os.path.dirname(os.path.abspath(args.clip))
-        images = video.LoadVideo().load(os.path.basename(args.clip), args.frames, 0, 1, 360, 240, "crop to fill", True)[0]
+        images = video.LoadVideo().load(os.path.basename(args.clip), args.frames, 0, 1, 360, 240, "crop to fill")[0]
         for mode in dep.ALIGN_MODES:
             out = node.DepthEstimate().estimate(images, tiny.TINY_DEPTH_FOLDER, mode, 252, 8)[0][..., 0]
             result["real_clip"][mode] = {"flicker": round(dep.temporal_flicker(out), 5)}

@@ -15,6 +15,7 @@ import torch
 
 from . import levels
 from .schedule import NoiseSchedule
+from .windows import Anchor, anchored
 
 PredictV = Callable[[torch.Tensor, int], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -56,26 +57,29 @@ def ddim_inversion_step(schedule: NoiseSchedule, x: torch.Tensor, v: torch.Tenso
 
 
 def _march(schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], froms: list[int], tos: list[int],
-           predict_v: PredictV, callback: StepCallback | None) -> torch.Tensor:
-    """One DDIM move per timestep: the model asked at timesteps[i], x taken at ᾱ(froms[i]), moved to ᾱ(tos[i])."""
+           predict_v: PredictV, callback: StepCallback | None, anchor: Anchor | None = None) -> torch.Tensor:
+    """One DDIM move per timestep: the model asked at timesteps[i], x taken at ᾱ(froms[i]), moved to ᾱ(tos[i]);
+    the model's x̂0 pulled to ``anchor`` (``windows.anchored``) before each move."""
     level = lambda t: levels.ddpm_level(schedule.alpha_bar(t))  # noqa: E731
 
     def predict(x, i):
-        return levels.from_v(x, predict_v(x, timesteps[i]).to(x.dtype), level(froms[i]))
+        x0, eps = levels.from_v(x, predict_v(x, timesteps[i]).to(x.dtype), level(froms[i]))
+        return anchored(x0, anchor), eps
 
     report = None if callback is None else (lambda i, x: callback(i, timesteps[i], x))
     return levels.march(x, [level(t) for t in tos], predict, report)
 
 
 def sample(schedule: NoiseSchedule, x: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,
-           callback: StepCallback | None = None) -> torch.Tensor:
+           callback: StepCallback | None = None, anchor: Anchor | None = None) -> torch.Tensor:
     """DDIM sampling: x at timesteps[0] → clean latent, one model call per timestep (descending list).
 
     Each step goes from t to ``schedule.prev(t)``. ``x``: noisy latent [B, C, T, h, w] (any shape
-    ``predict_v`` accepts); returns the same shape.
+    ``predict_v`` accepts); returns the same shape. ``anchor``: latent frames pulled to a previous
+    window's result (``windows.anchored``), none by default.
     """
     return _march(schedule, x, timesteps, timesteps, [schedule.prev(t, steps) for t in timesteps], predict_v,
-                  callback)
+                  callback, anchor)
 
 
 def invert(schedule: NoiseSchedule, x0: torch.Tensor, timesteps: list[int], steps: int, predict_v: PredictV,

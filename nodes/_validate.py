@@ -22,8 +22,6 @@ GIB = 1024**3
 MIB = 1024**2
 # Headroom kept free when judging whether an allocation fits (the OS, the host, fragmentation).
 MEMORY_HEADROOM = 0.9
-# CogVideoX compresses 4 frames into one latent frame and keeps the first: 4k+1 frames.
-TEMPORAL_STRIDE = 4
 # Video sizes the transformer accepts: 8x VAE downsampling times 2x2 patches.
 SPATIAL_MULTIPLE = 16
 # Tensors a LATENT of this pack may carry, all checked for finiteness where a node reads them.
@@ -181,17 +179,6 @@ def check_finite_result(tensor: torch.Tensor, what: str, node: str, hint: str) -
     if not torch.isfinite(tensor).all():
         raise InverseDVSError(f"{node}: {what} came out with NaN or infinite values. {hint}")
     return tensor
-
-
-def check_4k_plus_1(frames: int, node: str) -> int:
-    """A frame count the video VAE accepts: 4k+1 (1, 5, 9, ..., 49)."""
-    if frames < 1 or (frames - 1) % TEMPORAL_STRIDE:
-        lower = (frames - 1) // TEMPORAL_STRIDE * TEMPORAL_STRIDE + 1
-        raise InverseDVSError(
-            f"{node}: the video has {frames} frames but the model needs 4k+1 frames (e.g. 49). "
-            f"Use {lower} or {lower + TEMPORAL_STRIDE} frames: set frame_load_cap on the loader or turn on its 4k+1 trim."
-        )
-    return frames
 
 
 def check_multiple_of_16(height: int, width: int, node: str) -> tuple[int, int]:

@@ -3,6 +3,12 @@
 Separate nodes so ComfyUI's cache keeps the inversion while k, guidance, preservation or the seed
 change. The image condition travels with the LATENT from VAE Encode Video (the first warped frame
 encoded alone, as the model was trained), so inversion and sampling see the same one.
+
+A clip longer than the model's window (CogVideoX-5B-I2V: 49 frames = 13 latent frames) is inverted
+and sampled window by window (``krnr.windows``): K-RNR Invert chooses the windows (``window_overlap``)
+and records them in its output, Sample runs the same ones. Only one window's latent is on the device
+at a time; each window after the first is conditioned on the latent frame at its start as the window
+before made it, and its overlap is pulled towards that window's result.
 """
 
 from __future__ import annotations
@@ -27,6 +33,31 @@ DEFAULT_K = 6
 MAX_K = 100
 DEFAULT_GUIDANCE = 10.0
 DEFAULT_PRESERVATION = 1.0
+# Video frames consecutive windows share (a multiple of the VAE's 4): 12 = 3 latent frames, a quarter of
+# CogVideoX-5B-I2V's 49-frame window, so a long clip costs 49/37 ≈ 1.3x the passes of one without
+# overlap; the shipped small model (17-frame windows) also takes it (3 of its 5 latent frames).
+DEFAULT_WINDOW_OVERLAP = 12
+MAX_WINDOW_OVERLAP = 1000
+
+
+def clip_windows(model, latent_frames: int, overlap: int, node: str) -> list[tuple[int, int]]:
+    """The model's windows [start, end) over ``latent_frames`` latent frames sharing ``overlap`` video frames."""
+    from ..krnr.windows import window_spans
+
+    stride, window = model.temporal_compression, model.window_latent_frames
+    overlap = _validate.check_whole_number(overlap, stride, MAX_WINDOW_OVERLAP, "window_overlap", node)
+    if latent_frames > window and (overlap % stride or overlap // stride >= window):
+        quarter = max(1, window // 4) * stride
+        raise InverseDVSError(
+            f"{node}: window_overlap = {overlap} frames; it must be a multiple of {stride} and shorter than the "
+            f"model's window of {(window - 1) * stride + 1} frames (e.g. {quarter}, a quarter of the window)."
+        )
+    return window_spans(latent_frames, window, overlap // stride)
+
+
+def _window_shape(samples: torch.Tensor, spans) -> tuple[int, ...]:
+    """Shape [B, C, T_window, h, w] of the largest window the denoiser sees."""
+    return (*samples.shape[:2], max(e - s for s, e in spans), *samples.shape[3:])
 
 
 def _step_callback(progress: _host.Progress):
@@ -39,24 +70,29 @@ def _step_callback(progress: _host.Progress):
     return callback
 
 
-def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str, temporal: int, spatial: int):
+def latent_masks(mask: torch.Tensor, samples: torch.Tensor, node: str, temporal: int, spatial: int,
+                 frame_count: int | None = None):
     """Pixel hole MASK [F, H, W] → (visibility [T,h,w], unseen, fully_unseen) checked against latent [B,C,T,h,w].
 
     ``temporal``, ``spatial``: the VAE's compression factors, as its backend reports them (CogVideoX: 4, 8).
+    ``frame_count``: the video's real frames when VAE Encode Video padded it (the mask is padded the same
+    way); default all (T−1)·temporal + 1.
     """
+    from ..krnr.windows import pad_frames
     from ..slm.masks import fully_unseen_cells, latent_visibility, unseen_cells
 
     mask = _validate.check_mask(mask, "mask", node)
     frames, height, width = mask.shape
     t, h, w = samples.shape[2:]
-    expected = ((t - 1) * temporal + 1, h * spatial, w * spatial)
+    padded = (t - 1) * temporal + 1
+    expected = (frame_count or padded, h * spatial, w * spatial)
     if (frames, height, width) != expected:
         raise InverseDVSError(
             f"{node}: the mask is {frames} frames of {width}x{height} but the latent belongs to a video of "
             f"{expected[0]} frames of {expected[2]}x{expected[1]}. Use the mask that Forward Warp made together "
             "with the warped video you encoded."
         )
-    v = latent_visibility(mask, temporal, spatial)
+    v = latent_visibility(pad_frames(mask, padded), temporal, spatial)
     return v, unseen_cells(v), fully_unseen_cells(v)
 
 
@@ -158,11 +194,20 @@ class KRNRInvert:
                                                                     "(docs/diffusion.md). sampling_start: stop at the "
                                                                     "timestep sampling starts from; better for low "
                                                                     "strengths (< 0.9) with k = 0."}),
-            }
+            },
+            "optional": {
+                "window_overlap": ("INT", {"default": DEFAULT_WINDOW_OVERLAP, "min": 4, "max": MAX_WINDOW_OVERLAP,
+                                           "step": 4,
+                                           "tooltip": "Clips longer than the model's window (49 frames for "
+                                                      "CogVideoX-5B-I2V) are inverted and sampled in windows "
+                                                      "that share this many frames (a multiple of 4); Sample "
+                                                      "uses the same windows. More overlap: smoother seams, "
+                                                      "more passes. Unused when the clip fits one window."}),
+            },
         }
 
-    def invert(self, model, latent, steps, strength, inversion_end):
-        from ..krnr import ddim
+    def invert(self, model, latent, steps, strength, inversion_end, window_overlap=DEFAULT_WINDOW_OVERLAP):
+        from ..krnr import ddim, windows
 
         node = self.DISPLAY_NAME
         check_model(model, node)
@@ -176,22 +221,28 @@ class KRNRInvert:
         if inversion_end not in INVERSION_ENDS:
             raise InverseDVSError(f"{node}: inversion_end must be one of {', '.join(INVERSION_ENDS)}.")
         model.check_latent_size(samples.shape[3], samples.shape[4], node)
+        spans = clip_windows(model, samples.shape[2], window_overlap, node)
         schedule = model.schedule
         start = schedule.grid(steps, strength)[0]
         timesteps = ddim.inversion_timesteps(schedule, steps, strength, inversion_end == INVERSION_ENDS[1])
         empty = model.empty_text_embeds()
-        progress = _host.Progress(len(timesteps))
+        progress = _host.Progress(len(spans) * len(timesteps))
+        step = _step_callback(progress)
+
+        def invert_window(i, span, x0, condition, anchor):
+            with model.transformer_session(condition, empty) as predict_v:
+                return ddim.invert(schedule, x0.to(model.device), timesteps, steps, predict_v, step).cpu()
+
         try:
             with _validate.out_of_memory_as_error(node, "inverting the video", LOW_VRAM_OPTION,
-                                                  **_validate.denoiser_memory(model, samples.shape, 1)), \
-                    model.transformer_session(_condition(latent, node), empty) as predict_v:
-                noise = ddim.invert(schedule, samples.float().to(model.device), timesteps, steps, predict_v,
-                                    _step_callback(progress)).cpu()
+                                                  **_validate.denoiser_memory(model, _window_shape(samples, spans), 1)), \
+                    model.denoiser_held():
+                noise = windows.invert_windows(samples.float(), spans, _condition(latent, node), invert_window)
         except BaseException:
             model.release()
             raise
         info = {"steps": steps, "strength": strength, "start": start, "end": timesteps[-1], "source": _source(latent),
-                "image": _validate.tensor_fingerprint(_condition(latent, node))}
+                "image": _validate.tensor_fingerprint(_condition(latent, node)), "windows": spans}
         return ({"samples": noise, "model": model.model_id, "weights": model.weights_id, "inversion": info},)
 
 
@@ -237,7 +288,7 @@ class StochasticLatentModulate:
         from ..backend import cogvideox
 
         _, unseen, fully = latent_masks(mask, x_samples, node, cogvideox.TEMPORAL_COMPRESSION,
-                                        cogvideox.SPATIAL_COMPRESSION)
+                                        cogvideox.SPATIAL_COMPRESSION, frame_count=clean.get("frame_count"))
         generator = seeded_generator(seed)
         x0 = _clean_x0(clean, generator, clean_from)
         x0, eps = stochastic_latent_modulation(x0, eps.float(), unseen, fully, generator, scope)
@@ -289,7 +340,7 @@ class Sample:
 
     def sample(self, model, positive, negative, clean, noise, mask, steps, strength, k, mode, guidance,
                preservation, dynamic_guidance, seed):
-        from ..krnr import ddim
+        from ..krnr import ddim, windows
         from ..krnr.noise_init import initial_latent
 
         node = self.DISPLAY_NAME
@@ -316,7 +367,10 @@ class Sample:
                 f"(start timestep {inv.get('start')}), but Sample uses steps = {steps}, strength = {strength} "
                 f"(start timestep {start}). Use the same steps and strength in both nodes."
             )
-        _, unseen, fully = latent_masks(mask, x_samples, node, *model.compression())
+        _, unseen, fully = latent_masks(mask, x_samples, node, *model.compression(),
+                                        frame_count=clean.get("frame_count"))
+        spans = [tuple(span) for span in (inv or {}).get("windows") or
+                 clip_windows(model, x_samples.shape[2], DEFAULT_WINDOW_OVERLAP, node)]
         pos = text_embeds(positive, model, node, "positive")
         neg = text_embeds(negative, model, node, "negative")
 
@@ -336,25 +390,32 @@ class Sample:
         guided = guidance != 1.0 or preservation != 1.0 or dynamic_guidance
         embeds = torch.cat([neg, pos], dim=0) if guided else pos
 
-        progress = _host.Progress(len(timesteps))
-        try:
-            with _validate.out_of_memory_as_error(node, "sampling", LOW_VRAM_OPTION,
-                                                  **_validate.denoiser_memory(model, x_samples.shape, embeds.shape[0])), \
-                    model.transformer_session(_condition(clean, node), embeds) as predict_v:
+        progress = _host.Progress(len(spans) * len(timesteps))
+        step = _step_callback(progress)
 
+        def sample_window(i, span, x, condition, anchor):
+            window_unseen = unseen[span[0]:span[1]]
+            with model.transformer_session(condition, embeds) as predict_v:
                 def guided_v(x, t):
                     v = predict_v(x, t)
                     if not guided:
                         return v
                     scale = ddim.dynamic_guidance(guidance, t, steps) if dynamic_guidance else guidance
-                    return ddim.guided_velocity(v[:1], v[1:], unseen, scale, preservation)
+                    return ddim.guided_velocity(v[:1], v[1:], window_unseen, scale, preservation)
 
-                result = ddim.sample(schedule, x_start.to(model.device), timesteps, steps, guided_v,
-                                     _step_callback(progress)).cpu()
+                return ddim.sample(schedule, x.to(model.device), timesteps, steps, guided_v, step, anchor).cpu()
+
+        memory = _validate.denoiser_memory(model, _window_shape(x_samples, spans), embeds.shape[0])
+        try:
+            with _validate.out_of_memory_as_error(node, "sampling", LOW_VRAM_OPTION, **memory), model.denoiser_held():
+                result = windows.sample_windows(x_start, spans, _condition(clean, node), sample_window)
         except BaseException:
             model.release()
             raise
-        return ({"samples": result, "model": model.model_id},)
+        out = {"samples": result, "model": model.model_id}
+        if clean.get("frame_count") is not None:
+            out["frame_count"] = clean["frame_count"]
+        return (out,)
 
 
 NODES = (KRNRInvert, StochasticLatentModulate, Sample)

@@ -6,7 +6,9 @@ LATENT dicts ``{"samples": [1, C, T, h, w], "mean", "std", "image", "model", "we
 ``image`` the image condition [1, C, 1, h, w] (the first frame encoded alone), ``model`` the model
 id so a latent of another model is refused, ``weights`` the loaded weights' id and ``source`` a
 fingerprint of the encoded video, so noise inverted from another clip or with other weights is
-refused (checked in nodes/diffusion.py).
+refused (checked in nodes/diffusion.py). ``frame_count`` is how many real frames the latent holds:
+VAE Encode Video pads a clip to the VAE's 4k+1 frames by repeating its last frame, and VAE Decode
+Video drops the padding again, so any frame count goes through unchanged.
 """
 
 from __future__ import annotations
@@ -103,11 +105,26 @@ def text_embeds(conditioning, model, node: str, name: str) -> torch.Tensor:
     return embeds.float()
 
 
-def video_latent(mean: torch.Tensor, std: torch.Tensor, image: torch.Tensor, model) -> dict:
+def video_latent(mean: torch.Tensor, std: torch.Tensor, image: torch.Tensor, model, frame_count: int) -> dict:
     """LATENT dict of an encoded video: samples = posterior mean, plus mean/std, the image condition, the model
-    id, the weights' id and the latent's fingerprint (``source``: which video later LATENTs came from)."""
+    id, the weights' id, the latent's fingerprint (``source``: which video later LATENTs came from) and the
+    number of real (not padded) frames."""
     return {"samples": mean, "mean": mean, "std": std, "image": image, "model": model.model_id,
-            "weights": model.weights_id, "source": _validate.tensor_fingerprint(mean)}
+            "weights": model.weights_id, "source": _validate.tensor_fingerprint(mean), "frame_count": int(frame_count)}
+
+
+def real_frame_count(latent: dict, samples: torch.Tensor, temporal: int, node: str) -> int:
+    """Frames the video of ``latent`` had before padding: its ``frame_count``, else all (T−1)·temporal + 1."""
+    padded = (samples.shape[2] - 1) * temporal + 1
+    count = latent.get("frame_count")
+    if isinstance(count, int) and not isinstance(count, bool) and padded - temporal < count <= padded:
+        return count
+    if count is not None:
+        raise InverseDVSError(
+            f"{node}: the LATENT's frame_count = {count!r} does not fit its {samples.shape[2]} latent frames ({padded - temporal + 1} "
+            f"to {padded} video frames). Connect a LATENT made by VAE Encode Video (InverseDVS) or Sample."
+        )
+    return padded
 
 
 def make_image_condition(model, frames: torch.Tensor, mean: torch.Tensor, form: str, seed: int,
@@ -242,8 +259,9 @@ class VAEEncode:
         return {
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "The loaded video model; its VAE is used."}),
-                "images": ("IMAGE", {"tooltip": "Video frames [F, H, W, 3]: F = 4k+1 (49), H and W multiples of 16 "
-                                                "(720x480 for CogVideoX-5B-I2V) — usually the warped video."}),
+                "images": ("IMAGE", {"tooltip": "Video frames [F, H, W, 3], any number F (padded to the VAE's 4k+1 by "
+                                                "repeating the last frame; VAE Decode Video drops the padding), H and W "
+                                                "multiples of 16 (720x480 for CogVideoX-5B-I2V) — usually the warped video."}),
                 "tiled": ("BOOLEAN", {"default": False,
                                       "tooltip": "Encode in overlapping tiles: less VRAM, slightly slower."}),
             },
@@ -265,16 +283,18 @@ class VAEEncode:
         check_model(model, node)
         images = _validate.check_image(images, "images", node)
         frames, height, width = images.shape[:3]
-        _validate.check_4k_plus_1(frames, node)
         _validate.check_multiple_of_16(height, width, node)
         model.check_latent_size(height // model.spatial_compression, width // model.spatial_compression, node)
         low_vram = "tiled = true on this node or " + LOW_VRAM_OPTION
         if image_condition not in IMAGE_CONDITIONS:
             raise InverseDVSError(f"{node}: image_condition must be one of {', '.join(IMAGE_CONDITIONS)}.")
+        from ..krnr.windows import pad_frames, padded_count
+
+        padded = pad_frames(images.float(), padded_count(frames, model.temporal_compression))
         with _validate.out_of_memory_as_error(node, "encoding the video", low_vram):
-            mean, std = model.encode_video(images.float(), tiled=bool(tiled))
-            image = make_image_condition(model, images.float(), mean, image_condition, seed, bool(tiled))
-        return (video_latent(mean, std, image, model),)
+            mean, std = model.encode_video(padded, tiled=bool(tiled))
+            image = make_image_condition(model, padded, mean, image_condition, seed, bool(tiled))
+        return (video_latent(mean, std, image, model, frames),)
 
 
 class VAEDecode:
@@ -291,7 +311,8 @@ class VAEDecode:
         return {
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "The loaded video model; its VAE is used."}),
-                "latent": ("LATENT", {"tooltip": "A video latent of this model (from Sample or VAE Encode)."}),
+                "latent": ("LATENT", {"tooltip": "A video latent of this model (from Sample or VAE Encode); the frames "
+                                                 "VAE Encode Video padded are dropped, so you get the clip's own count."}),
                 "tiled": ("BOOLEAN", {"default": False,
                                       "tooltip": "Decode in overlapping tiles: much less VRAM at 720x480, slightly slower."}),
             }
@@ -302,9 +323,10 @@ class VAEDecode:
         check_model(model, node)
         samples = check_model_latent(latent, model, node)
         low_vram = "tiled = true on this node or " + LOW_VRAM_OPTION
+        frames = real_frame_count(latent, samples, model.temporal_compression, node)
         with _validate.out_of_memory_as_error(node, "decoding the video", low_vram):
             images = model.decode(samples.float(), tiled=bool(tiled))
-        return (images,)
+        return (images[:frames],)
 
 
 NODES = (LoadVideoModel, EncodeText, VAEEncode, VAEDecode)

@@ -190,7 +190,7 @@ def _grown(buffer: torch.Tensor, node: str) -> torch.Tensor:
 
 
 def decode_video(path: str, skip_first: int, every_nth: int, cap: int, height: int, width: int, mode: str,
-                 trim_4k_plus_1: bool, node: str) -> tuple[torch.Tensor, float]:
+                 node: str) -> tuple[torch.Tensor, float]:
     """The selected frames of ``path`` as a float IMAGE [F, height, width, 3] (0 = the first frame's
     shown size) and their fps. Frames are shown as players show them (rotation, mirroring and
     non-square pixels applied) and resized one by one as they are decoded, so only the output is
@@ -253,8 +253,6 @@ def decode_video(path: str, skip_first: int, every_nth: int, cap: int, height: i
             f"{node}: no frames left from '{name}' ({seen} decoded) after skip_first_frames = {skip_first} and "
             f"select_every_nth = {every_nth}. Lower skip_first_frames."
         )
-    if trim_4k_plus_1:
-        kept = trim_4k_plus_1_count(kept)
     if 2 * kept < buffer.shape[0]:  # the container over-counted: give the unused frames back
         return buffer[:kept].clone(), fps / every_nth
     return buffer[:kept], fps / every_nth
@@ -268,13 +266,12 @@ def frame_image(frame, stream, height: int, width: int, mode: str, name: str, no
     return resize_frames(pixels[None], height, width, mode, shown)[0]
 
 
-def trim_4k_plus_1_count(count: int) -> int:
-    """The largest 4k+1 frame count ≤ count (count ≥ 1)."""
-    return (count - 1) // _validate.TEMPORAL_STRIDE * _validate.TEMPORAL_STRIDE + 1
-
-
 class LoadVideo:
-    """Load a video from ComfyUI's input folder as an IMAGE batch, sized and trimmed for the model."""
+    """Load a video from ComfyUI's input folder as an IMAGE batch, sized for the model; every selected frame is
+    kept (VAE Encode Video pads to the model's 4k+1 frames and VAE Decode Video drops the padding again).
+
+    Workflows saved by earlier versions carry a ``trim_to_4k_plus_1`` value after ``resize``; ComfyUI passes a node
+    only the inputs it declares, so they load and run, keeping every frame."""
 
     DISPLAY_NAME = "Load Video (InverseDVS)"
     CATEGORY = "InverseDVS/io"
@@ -307,9 +304,6 @@ class LoadVideo:
                                                 "tooltip": "crop_to_fill: scale to cover the size and cut the overflow "
                                                            "(centred). letterbox: fit inside, pad with black. stretch: "
                                                            "scale each axis separately."}),
-                "trim_to_4k_plus_1": ("BOOLEAN", {"default": True,
-                                                  "tooltip": "Drop trailing frames so the count is 4k+1 (1, 5, …, 49), "
-                                                             "which the CogVideoX VAE needs."}),
             },
         }
 
@@ -339,8 +333,7 @@ class LoadVideo:
             return str(err)
         return True
 
-    def load(self, video, frame_load_cap, skip_first_frames, select_every_nth, width, height, resize,
-             trim_to_4k_plus_1):
+    def load(self, video, frame_load_cap, skip_first_frames, select_every_nth, width, height, resize):
         node = self.DISPLAY_NAME
         if resize not in RESIZE_MODES:
             raise InverseDVSError(f"{node}: resize '{resize}' is unknown; use one of {', '.join(RESIZE_MODES)}.")
@@ -350,7 +343,7 @@ class LoadVideo:
         width = _validate.check_whole_number(width, 0, MAX_SIZE, "width", node)
         height = _validate.check_whole_number(height, 0, MAX_SIZE, "height", node)
         path = video_path(video, node)
-        images, fps = decode_video(path, skip, nth, cap, height, width, resize, bool(trim_to_4k_plus_1), node)
+        images, fps = decode_video(path, skip, nth, cap, height, width, resize, node)
         return (images, fps, int(images.shape[0]))
 
 

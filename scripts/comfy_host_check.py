@@ -86,6 +86,7 @@ FULL_RUN_OVERRIDES = {
     ("InverseDVS_CameraTrajectory", "frames"): 9,
     ("InverseDVS_KRNRInvert", "steps"): 4,
     ("InverseDVS_Sample", "steps"): 4,
+    ("InverseDVS_KRNRInvert", "window_overlap"): 4,  # the tiny model's window is 9 frames
     ("InverseDVS_DepthEstimate", "model"): TINY_DEPTH_MODEL,
     ("InverseDVS_DepthEstimate", "input_size"): 56,
     ("InverseDVS_LoadVideoModel", "model_folder"): TINY_VIDEO_MODEL,
@@ -140,6 +141,12 @@ SAVED_BY_0_1 = {
     ("InverseDVS_StochasticLatentModulate", "clean_from"): {"posterior sample (reference)": "posterior_sample",
                                                             "posterior mean": "posterior_mean"},
 }
+# Inputs the first version saved that the nodes no longer have, with the value it saved: ComfyUI hands a node
+# only the inputs it declares, so a saved workflow holding them still runs (Load Video keeps every frame now).
+REMOVED_SINCE_0_1 = {("InverseDVS_LoadVideo", "trim_to_4k_plus_1"): True}
+# Frames the long-clip workflow loads in the check: more than the tiny model's 9-frame window, not 4k+1, so it is
+# padded, run in windows (3 of 3 latent frames) and the padding dropped again.
+LONG_RUN_FRAMES = 19
 # Choice lists that come from the user's folders: compared by content the check put there.
 FOLDER_CHOICES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): (TINY_VIDEO_MODEL,),
@@ -536,6 +543,16 @@ def check_image_run(server: Server, name: str, base: str) -> str:
     return f"core's Load Checkpoint on {TINY_SD15}, real CLIP Text Encode; {line}"
 
 
+def check_long_run(server: Server, name: str, base: str) -> str:
+    """The long-clip workflow on LONG_RUN_FRAMES frames: every saved video has exactly that many frames."""
+    overrides = {**FULL_RUN_OVERRIDES, ("InverseDVS_LoadVideo", "frame_load_cap"): LONG_RUN_FRAMES}
+    line, videos = check_run(server, name, base, overrides)
+    frames = {n for _, n, _ in videos.values()}
+    if frames != {LONG_RUN_FRAMES}:
+        raise CheckFailed(f"{name}: wrote videos of {frames} frames, expected {LONG_RUN_FRAMES}")
+    return f"{LONG_RUN_FRAMES} frames in windows of the tiny model's 9; {line}"
+
+
 def check_samples_installed(base: str) -> str:
     """The pack put its sample clips into the (empty) input folder, as they are in samples/."""
     samples = import_module(load_pack().__name__ + ".nodes._samples")
@@ -550,7 +567,8 @@ def check_samples_installed(base: str) -> str:
 
 
 def with_saved_values(prompt: dict) -> tuple[dict, int]:
-    """The prompt with every choice value the first version saved under another name written that way."""
+    """The prompt with every choice value the first version saved under another name written that way, and the
+    inputs it saved that are gone put back."""
     prompt = json.loads(json.dumps(prompt))
     changed = 0
     for node in prompt.values():
@@ -558,6 +576,10 @@ def with_saved_values(prompt: dict) -> tuple[dict, int]:
             old = {new: old for old, new in renamed.items()}.get(node["inputs"].get(name))
             if node["class_type"] == node_type and old is not None:
                 node["inputs"][name] = old
+                changed += 1
+        for (node_type, name), value in REMOVED_SINCE_0_1.items():
+            if node["class_type"] == node_type:
+                node["inputs"][name] = value
                 changed += 1
     return prompt, changed
 
@@ -803,7 +825,7 @@ def main(argv=None) -> int:
         return 2
 
     names = [flow.name for flow in mw.workflows()]
-    geometry, full, sweep, wan, image = names
+    geometry, full, sweep, wan, long_clip, image = names
     base = tempfile.mkdtemp(prefix="inversedvs_host_")
     server = None
     ok = True
@@ -829,6 +851,7 @@ def main(argv=None) -> int:
             report(True, f"run {full} as first saved", check_saved_values(server, full, base, videos))
             report(True, f"run {sweep} (tiny models)", check_run(server, sweep, base, FULL_RUN_OVERRIDES)[0])
             report(True, f"run {wan} (tiny Wan)", check_wan_run(server, wan, base))
+            report(True, f"run {long_clip} (tiny models)", check_long_run(server, long_clip, base))
             report(True, f"run {image} (tiny SD 1.5)", check_image_run(server, image, base))
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots

@@ -68,7 +68,7 @@ def _load_video(path: str, args) -> tuple[torch.Tensor, float]:
         raise InverseDVSError(f"demo: video '{path}' does not exist.")
     os.environ["INVERSEDVS_INPUT_DIR"] = os.path.dirname(os.path.abspath(path))
     images, fps, _ = LoadVideo().load(os.path.basename(path), args.frames, 0, 1, args.width, args.height,
-                                      "crop to fill", True)
+                                      "crop to fill")
     return images, fps
 
 

@@ -606,6 +606,18 @@ hole mask first; change the path until the move looks right. Depth needs a Depth
 Defaults are the paper's: 30 steps, strength 0.98, guidance 10 in holes, 1.0 elsewhere, seed 42.
 Low on VRAM? *memory = sequential_offload* and *tiled* decode."""
 
+LONG_NOTE = """## InverseDVS on a clip of any length
+
+The full pipeline with **every frame** of the video: *Load Video* keeps them all (*frame_load_cap* 0)
+and the camera path takes its length from Load Video's *frame_count*.
+
+Any frame count works: *VAE Encode* pads to the 4k+1 frames the VAE needs (the last frame repeated)
+and *VAE Decode* drops the padding, so the result has exactly your frames. A clip longer than the
+model's window (49 frames for CogVideoX-5B-I2V) is inverted and sampled **window by window**:
+windows share *window_overlap* frames (K-RNR Invert, 12 by default), each window after the first
+starts from the previous window's result and blends into it across the overlap. GPU memory stays
+that of one window; time grows with the number of windows; the progress bar covers the whole clip."""
+
 MODEL_NOTE = """**Model files**: `models/inversedvs_video/CogVideoX-5b-I2V/` with `transformer/`, `vae/`,
 `scheduler/`, `text_encoder/`, `tokenizer/` (the diffusers layout of THUDM/CogVideoX-5b-I2V).
 Optional LoRA files go in `models/inversedvs_lora/`."""
@@ -677,10 +689,14 @@ FPS = 8.0  # CogVideoX clips play at 8 frames per second
 SWEEP = ((2, 10.0), (6, 10.0), (6, 12.0))  # (k, guidance) pairs of the sweep workflow
 
 
-def _geometry(column: int, depth_from_video: bool) -> list:
-    """Load video → depth → camera path → forward warp, with the previews, from ``column`` on."""
+def _geometry(column: int, depth_from_video: bool, whole_clip: bool = False) -> list:
+    """Load video → depth → camera path → forward warp, with the previews, from ``column`` on. ``whole_clip``:
+    every frame of the file, and the camera path as long as the clip (Load Video's frame_count)."""
+    video_values = {"video": SAMPLE_VIDEO, **({"frame_load_cap": 0} if whole_clip else {})}
+    path_links = {"frames": ("video", "frame_count")} if whole_clip else {}
     items = [
-        Node("video", P + "LoadVideo", "Load Video", column, values={"video": SAMPLE_VIDEO}),
+        Node("video", P + "LoadVideo", "Load Video" + (" (every frame)" if whole_clip else ""), column,
+             values=video_values),
     ]
     if depth_from_video:
         items.append(Node("depth", P + "LoadVideo", "Load Depth Video (white = near)", column,
@@ -689,7 +705,7 @@ def _geometry(column: int, depth_from_video: bool) -> list:
         items.append(Node("depth", P + "DepthEstimate", "Depth (Depth Anything V2)", column,
                           links={"images": ("video", "images")}))
     items += [
-        Node("path", P + "CameraTrajectory", "Camera Path", column + 1),
+        Node("path", P + "CameraTrajectory", "Camera Path", column + 1, links=path_links),
         Node("path_preview", "PreviewImage", "Preview: camera path", column + 1,
              links={"images": ("path", "preview")}),
         Node("warp", P + "ForwardWarp", "Forward Warp", column + 2,
@@ -750,9 +766,15 @@ def workflows() -> list[Workflow]:
         [Group("Geometry: no model weights needed", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
          Group("Save", ("warped_video", "warped_save", "mask_video", "mask_save"), GROUP_COLORS["output"])],
     )
-    full = Workflow(
-        "inversedvs_full_pipeline",
-        [Note("about", FULL_NOTE, 0), *_geometry(0, depth_from_video=False),
+    return [geometry, _full("inversedvs_full_pipeline", FULL_NOTE), _sweep(), _wan_workflow(),
+            _full("inversedvs_long_clip", LONG_NOTE, whole_clip=True), _fusion_workflow()]
+
+
+def _full(name: str, note: str, whole_clip: bool = False) -> Workflow:
+    """The whole method on one clip: geometry, model, invert once, sample, decode, save result and side by side."""
+    return Workflow(
+        name,
+        [Note("about", note, 0), *_geometry(0, depth_from_video=False, whole_clip=whole_clip),
          *_model_and_inversion(0, band=1),
          _sample("sample", 2, "Sample (change k / guidance / seed here)", band=1),
          Note("sample_note", SAMPLE_NOTE, 2, band=1),
@@ -772,6 +794,9 @@ def workflows() -> list[Workflow]:
          Group("3 · Save", ("result_video", "result_save", "compare", "compare_video", "compare_save"),
                GROUP_COLORS["output"])],
     )
+
+
+def _sweep() -> Workflow:
     sweep_items = [Note("about", SWEEP_NOTE, 0), *_geometry(0, depth_from_video=False),
                    *_model_and_inversion(4, band=0)]
     sweep_keys = []
@@ -795,7 +820,7 @@ def workflows() -> list[Workflow]:
         *_save("sweep", ("stitch_012", "IMAGE"), "InverseDVS/sweep_side_by_side", last, "all side by side",
                band=1),
     ]
-    sweep = Workflow(
+    return Workflow(
         "inversedvs_sweep_k_guidance",
         sweep_items,
         [Group("1 · Geometry", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
@@ -804,7 +829,6 @@ def workflows() -> list[Workflow]:
          Group("3 · Sample several ways", tuple(sweep_keys) + ("stitch_01", "stitch_012", "sweep_video",
                                                                "sweep_save"), GROUP_COLORS["sweep"])],
     )
-    return [geometry, full, sweep, _wan_workflow(), _fusion_workflow()]
 
 
 def _wan_workflow() -> Workflow:
@@ -1034,6 +1058,9 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         "inversedvs_sd15_novel_view_fusion": [
             [_tile(one_source, "one source image"), _tile(one_warped[-1], "the path's last camera: warped")],
             [_tile(one_holes, "holes SD 1.5 fills"), _tile(one_results[one_ids["path"]][1][0], "camera path")]],
+        "inversedvs_long_clip": [
+            [_tile(video[0], "input: every frame"), _tile(warped[middle], "warp, middle frame")],
+            [_tile(warped[last], "warp, last frame"), _tile(path[0], "camera path as long as the clip")]],
     }
     written = []
     for name, rows in pictures.items():

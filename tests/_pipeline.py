@@ -70,7 +70,7 @@ def source_clip(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def run_geometry(preset: str = "orbit right") -> dict:
     """Load Video → Depth Estimate (tiny Depth Anything) → Camera Trajectory → Forward Warp."""
-    frames = LoadVideo().load(CLIP_NAME, FRAMES, 0, 1, WIDTH, HEIGHT, "crop to fill", True)[0]
+    frames = LoadVideo().load(CLIP_NAME, FRAMES, 0, 1, WIDTH, HEIGHT, "crop to fill")[0]
     depth = DepthEstimate().estimate(frames, TINY_DEPTH_FOLDER, "running", DEPTH_INPUT_SIZE, FRAMES)[0]
     path, preview = CameraTrajectory().build(preset, "", FRAMES, 1.0, 0, FOV_X_DEG, 1.0)
     warped, mask = ForwardWarp().warp(frames, depth, path, "relative (white = near)", 0)

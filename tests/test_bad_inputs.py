@@ -237,7 +237,7 @@ def input_clip(box, name: str = "clip.mp4", n: int = 9) -> str:
 
 def load(video, **changes):
     args = dict(frame_load_cap=49, skip_first_frames=0, select_every_nth=1, width=96, height=64,
-                resize="crop to fill", trim_to_4k_plus_1=True)
+                resize="crop to fill")
     args.update(changes)
     return LoadVideo().load(video, **args)
 
@@ -789,9 +789,10 @@ def _(box):
     EncodeText().encode({"samples": torch.zeros(1)}, "a dog", "")
 
 
-@case("VAE Encode Video", "a frame count that is not 4k+1 (8 frames)", "needs 4k+1 frames")
+@case("VAE Decode Video", "a LATENT whose frame_count does not fit its latent frames (20 for 3)",
+      "does not fit its 3 latent frames")
 def _(box):
-    VAEEncode().encode(tiny_model(), frames(8, TINY_H, TINY_W), False)
+    VAEDecode().decode(tiny_model(), {"samples": torch.zeros(1, 4, 3, 8, 12), "frame_count": 20}, False)
 
 
 @case("VAE Encode Video", "a size that is not a multiple of 16 (90x64)", "must be multiples of 16")
@@ -817,6 +818,13 @@ def _(box):
 @case("K-RNR Invert", "strength above 1", "strength = 1.5 is out of range")
 def _(box):
     KRNRInvert().invert(tiny_model(), tiny_latent(), 4, 1.5, "sampling_start")
+
+
+@case("K-RNR Invert", "a window_overlap as long as the model's window (12 frames, window 9) on a long clip",
+      "window_overlap = 12 frames")
+def _(box):
+    latent = {"samples": torch.zeros(1, 4, 6, 8, 12), "image": torch.zeros(1, 4, 1, 8, 12)}
+    KRNRInvert().invert(tiny_model(), latent, 4, 0.98, "sampling_start", 12)
 
 
 @case("K-RNR Invert", "an image LATENT (Stable Diffusion, 4-D)", "an image latent")

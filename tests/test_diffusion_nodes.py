@@ -105,7 +105,7 @@ def test_vae_nodes_round_trip_shapes(model, encoded):
 
 
 @pytest.mark.parametrize("frames,height,width,phrase", [
-    (10, 64, 96, "4k\\+1"), (9, 64, 100, "multiples of 16"), (9, 72, 96, "multiples of 16")])
+    (9, 64, 100, "multiples of 16"), (9, 72, 96, "multiples of 16")])
 def test_vae_encode_refuses_bad_sizes(model, frames, height, width, phrase):
     with pytest.raises(InverseDVSError, match=phrase):
         VAEEncode().encode(model, torch.rand(frames, height, width, 3), False)

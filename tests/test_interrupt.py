@@ -154,7 +154,7 @@ def test_cancel_stops_the_loop_within_one_step_and_frees_it(tiny, monkeypatch, w
 def test_cancel_stops_video_decoding_and_depth_within_one_frame(tmp_path):
     with comfy_folders(str(tmp_path)):
         with interrupt_on_call(2) as patch, pytest.raises(Interrupted):
-            LoadVideo().load(CLIP_NAME, FRAMES, 0, 1, WIDTH, HEIGHT, "crop to fill", True)
+            LoadVideo().load(CLIP_NAME, FRAMES, 0, 1, WIDTH, HEIGHT, "crop to fill")
         assert patch.calls == 2
         frames = source_clip()[0]
         with interrupt_on_call(3) as patch, pytest.raises(Interrupted):

@@ -263,7 +263,7 @@ def test_loaders_read_only_inside_comfyui_folders(tmp_path):
         (root / "input" / "link.mp4").symlink_to(outside / "secret.mp4")
         for name in ("../../private/secret.mp4", str(outside / "secret.mp4"), "link.mp4"):
             with pytest.raises(InverseDVSError, match="input folder"):
-                LoadVideo().load(name, 5, 0, 1, 96, 64, "crop to fill", True)
+                LoadVideo().load(name, 5, 0, 1, 96, 64, "crop to fill")
         for name in ("../../../private/model", str(outside / "model")):
             with pytest.raises(InverseDVSError, match="was not found"):
                 LoadVideoModel().load(name, "fp32", "resident", compile_transformer=False)

@@ -30,8 +30,8 @@ def input_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _load(name, cap=49, skip=0, nth=1, width=720, height=480, resize="crop to fill", trim=True):
-    return LoadVideo().load(name, cap, skip, nth, width, height, resize, trim)
+def _load(name, cap=49, skip=0, nth=1, width=720, height=480, resize="crop to fill"):
+    return LoadVideo().load(name, cap, skip, nth, width, height, resize)
 
 
 def _gradient_clip(path, frames=12, height=48, width=64):
@@ -67,13 +67,13 @@ def test_the_input_folder_is_listed_with_video_extensions_only(input_dir):
     assert spec[0] == ["a.mp4", "sub/b.mov"] and spec[1]["video_upload"] is True
 
 
-def test_frame_selection_and_4k_plus_1_trim(input_dir):
+def test_frame_selection_keeps_every_selected_frame(input_dir):
     _gradient_clip(input_dir / "ramp.mp4", frames=12)
-    images, fps, count = _load("ramp.mp4", cap=0, width=0, height=0, trim=False)
-    assert count == 12 and images.shape[1:3] == (48, 64) and fps == pytest.approx(8.0)
-    trimmed, _, count = _load("ramp.mp4", cap=0, width=0, height=0)
-    assert count == 9 and torch.equal(trimmed, images[:9])
-    picked, fps, count = _load("ramp.mp4", cap=3, skip=2, nth=3, width=0, height=0, trim=False)
+    images, fps, count = _load("ramp.mp4", cap=0, width=0, height=0)
+    assert count == 12 and images.shape[1:3] == (48, 64) and fps == pytest.approx(8.0)  # not 4k+1: no frame lost
+    capped, _, count = _load("ramp.mp4", cap=10, width=0, height=0)
+    assert count == 10 and torch.equal(capped, images[:10])
+    picked, fps, count = _load("ramp.mp4", cap=3, skip=2, nth=3, width=0, height=0)
     assert count == 3 and fps == pytest.approx(8.0 / 3)
     assert torch.allclose(picked, images[[2, 5, 8]])
 
@@ -140,7 +140,7 @@ def test_names_with_colons_and_backslashes_are_listed_and_load(input_dir):
     assert list_videos() == sorted(names)
     for i, name in enumerate(names):
         assert LoadVideo.VALIDATE_INPUTS(name) is True
-        images, _, count = _load(name, cap=0, width=0, height=0, trim=False)
+        images, _, count = _load(name, cap=0, width=0, height=0)
         assert count == 5 + i and images.shape[1:3] == (48, 64)
 
 
@@ -184,7 +184,7 @@ pack = load_pack("inversedvs")
 from inversedvs.nodes.video import LoadVideo
 nodes.NODE_CLASS_MAPPINGS["InverseDVSLoadVideo"] = LoadVideo
 inputs = dict(video="missing.mp4", frame_load_cap=-5, skip_first_frames=0, select_every_nth=1, width=720,
-              height=99999, resize="sideways", trim_to_4k_plus_1=True)
+              height=99999, resize="sideways")
 prompt = {{"1": {{"class_type": "InverseDVSLoadVideo", "inputs": inputs}}}}
 ok, errors, _ = asyncio.run(execution.validate_inputs("p", prompt, "1", {{}}))
 print(json.dumps([(e["type"], e["extra_info"].get("input_name")) for e in errors]))
@@ -213,8 +213,8 @@ RATE = 8
 
 
 def load(name, **changes):
-    """Load Video at the clip's own size, every frame, no 4k+1 trim (``changes`` override)."""
-    return _load(name, **{"cap": 0, "width": 0, "height": 0, "trim": False, **changes})
+    """Load Video at the clip's own size, every frame (``changes`` override)."""
+    return _load(name, **{"cap": 0, "width": 0, "height": 0, **changes})
 
 
 def marked_frame(i, height=H, width=W):
@@ -465,9 +465,9 @@ from pack import load_pack
 load_pack("inversedvs")
 from inversedvs.nodes.video import LoadVideo
 def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-LoadVideo().load("small.mp4", 0, 0, 1, 96, 64, "crop to fill", False)  # warm up every library
+LoadVideo().load("small.mp4", 0, 0, 1, 96, 64, "crop to fill")  # warm up every library
 before = peak()
-images = LoadVideo().load("big.mp4", 0, 0, 1, 96, 64, "crop to fill", False)[0]
+images = LoadVideo().load("big.mp4", 0, 0, 1, 96, 64, "crop to fill")[0]
 print(json.dumps({{"grew": peak() - before, "shape": list(images.shape)}}))
 """
 

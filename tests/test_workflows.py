@@ -31,7 +31,7 @@ SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 EXPECTED = {"inversedvs_geometry_preview", "inversedvs_full_pipeline", "inversedvs_sweep_k_guidance",
-            "inversedvs_wan21_i2v_native", "inversedvs_sd15_novel_view_fusion"}
+            "inversedvs_wan21_i2v_native", "inversedvs_long_clip", "inversedvs_sd15_novel_view_fusion"}
 # The reference's sampling settings (DESIGN §1): what the full workflow must start from.
 REFERENCE_SAMPLE = {"steps": 30, "strength": 0.98, "guidance": 10.0, "preservation": 1.0, "seed": 42}
 WAN_TEMPLATE_STEPS = 20
@@ -317,6 +317,23 @@ def _inputs_from(ui, node):
             source = nodes[link[1]]
             found[entry["name"]] = (source, source["outputs"][link[2]]["name"])
     return found
+
+
+def test_long_clip_workflow_keeps_every_frame_and_sizes_the_path_by_the_clip():
+    ui = load(os.path.join(WORKFLOW_DIR, "inversedvs_long_clip.json"))
+    (video,) = [n for n in by_type(ui, "InverseDVS_LoadVideo")]
+    assert widget_dict(video)["frame_load_cap"] == 0  # every frame of the file
+    (path,) = by_type(ui, "InverseDVS_CameraTrajectory")
+    source, output = _inputs_from(ui, path)["frames"]
+    assert source["id"] == video["id"] and output == "frame_count"
+    (invert,) = by_type(ui, "InverseDVS_KRNRInvert")
+    overlap = widget_dict(invert)["window_overlap"]
+    assert overlap == NODE_CLASS_MAPPINGS["InverseDVS_KRNRInvert"].INPUT_TYPES()["optional"]["window_overlap"][1][
+        "default"] and overlap % 4 == 0
+    (decode,) = by_type(ui, "InverseDVS_VAEDecode")
+    (stitch,) = by_type(ui, "ImageStitch")  # input and result side by side: the same frame count
+    assert {name: src["id"] for name, (src, _) in _inputs_from(ui, stitch).items()} == {
+        "image1": video["id"], "image2": decode["id"]}
 
 
 def test_wan_workflow_uses_core_loaders_and_conditions_on_the_first_warped_frame():
