@@ -210,7 +210,7 @@ def test_pad_and_drop_keep_every_frame_and_the_count(tiny):
     _, _, result = _run(tiny, images, mask)
     assert result["frame_count"] == 7 and VAEDecode().decode(model, result, False)[0].shape[0] == 7
     with pytest.raises(InverseDVSError, match="mask is 9 frames"):
-        latent_masks(torch.zeros(9, H, W), latent["samples"], "Sample", frame_count=7)
+        latent_masks(torch.zeros(9, H, W), latent["samples"], "Sample", 4, 8, frame_count=7)
 
 
 def test_a_clip_that_fits_one_window_gives_the_unwindowed_bits(tiny):
@@ -225,7 +225,7 @@ def test_a_clip_that_fits_one_window_gives_the_unwindowed_bits(tiny):
     with model.transformer_session(latent["image"], model.empty_text_embeds()) as predict_v:
         plain_noise = ddim.invert(schedule, latent["samples"], inv_steps, STEPS, predict_v)
     assert torch.equal(noise["samples"], plain_noise)
-    _, unseen, fully = latent_masks(mask, latent["samples"], "test")
+    _, unseen, fully = latent_masks(mask, latent["samples"], "test", 4, 8)
     generator = seeded_generator(42)
     from inversedvs.nodes.diffusion import _clean_x0
     from inversedvs.slm.modulate import stochastic_latent_modulation
