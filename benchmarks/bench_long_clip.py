@@ -156,12 +156,20 @@ def main(argv=None) -> int:
     stride, window = model.temporal_compression, model.window_latent_frames
     overlaps = [int(o) for o in args.overlaps.split(",")]
     table = {}
-    warm = BF.scene_views(0, BF.STILL, (window - 1) * stride + 1)
+    device = _host.torch_device()
+
+    def views_of(seed: int, preset: str, frames: int) -> dict:
+        """The fidelity benchmark's scene, exact depth and ground truth, with the mesh warp's output."""
+        views = BF.scene_views(seed, preset, frames, device)
+        views["warped"] = BF.warp_of(views, "mesh", "exact")[0]
+        return views
+
+    warm = views_of(0, BF.STILL, (window - 1) * stride + 1)
     run_row(model, warm, 2, overlaps[0])  # warm-up: kernels, caches
     for seed in [int(s) for s in args.seeds.split(",")]:
         for preset in args.presets.split(","):
             for frames in [int(n) for n in args.lengths.split(",")]:
-                views = BF.scene_views(seed, preset, frames)
+                views = views_of(seed, preset, frames)
                 latent_frames = W.latent_frames(frames, stride)
                 rows = {}
                 with one_window(model, latent_frames):
@@ -184,7 +192,7 @@ def main(argv=None) -> int:
     for name, entries in table.items():
         for frames in sorted({e["frames"] for e in entries}):
             at = [e for e in entries if e["frames"] == frames]
-            summary.setdefault(name, {})[str(frames)] = {k: BF.mean_of([e[k] for e in at]) for k in keys} | {
+            summary.setdefault(name, {})[str(frames)] = {k: BF.mean_of([e[k] for e in at]) for k in keys if k in at[0]} | {
                 "windows": len(at[0]["windows"])}
     for name, by_length in summary.items():
         for frames, s in by_length.items():
