@@ -168,7 +168,7 @@ def test_near_surface_wins_where_two_land_on_one_pixel():
     v = torch.tensor([0.0, 2.0]).view(1, 2, 1).expand(1, 2, 4).contiguous()
     depth = torch.tensor([1.0, 1.0, 4.0, 4.0]).view(1, 1, 4).expand(1, 2, 4).contiguous()
     sources, weights, seen = raster.rasterize(u, v, 1.0 / depth, depth, torch.ones_like(depth, dtype=torch.bool))
-    color = (raster.padded_pixels(images)[sources] * weights.unsqueeze(-1)).sum(-2)
+    color = raster.interpolate(raster.padded_pixels(images), sources, weights)
     assert bool(seen[0, :2, 1:].all())
     assert torch.allclose(color[0, :2, 1:], images[0, :1, :1].expand(2, 3, 3), atol=1e-6)
 

@@ -93,8 +93,4 @@ def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Te
     images, depth, (u, v, z) = reproject_video(images, depth, transforms, K_source, K_target)
     valid = (depth > 0) & (z > MIN_Z) & torch.isfinite(u) & torch.isfinite(v)
     sources, weights, seen = raster.rasterize(u, v, 1.0 / z.clamp_min(MIN_Z), depth, valid)
-    pixels = raster.padded_pixels(images)
-    warped = pixels[sources[..., 0]].mul_(weights[..., 0:1])
-    for k in (1, 2):
-        warped.addcmul_(pixels[sources[..., k]], weights[..., k:k + 1])
-    return finish(warped, seen, dilate)
+    return finish(raster.interpolate(raster.padded_pixels(images), sources, weights), seen, dilate)
