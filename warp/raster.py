@@ -14,9 +14,10 @@ colour is smeared across it. Triangles the move turns over (seen from behind) ar
 Vertices on the border of the mesh (the image border, a torn edge, an isolated pixel) are also drawn
 as their pixel's footprint, so a surface ends where its last pixel ends (``footprint_table``).
 
-Coverage is watertight: a pixel centre is inside when all three edge functions are ≥ 0, and the two
-triangles sharing an edge evaluate it from the same numbers with opposite signs (exactly, in float
-arithmetic), so a centre on a shared edge belongs to both — never to neither. Target positions are
+Coverage is watertight: a pixel centre is inside when all three edge functions are ≥ 0, and every
+edge function is computed exactly (positions on the 1/SUBPIXEL grid; float32 within a small box,
+float64 for listed candidates), so the two triangles sharing an edge see it with exactly opposite
+signs and a centre on a shared edge belongs to both — never to neither. Target positions are
 snapped to 1/SUBPIXEL px, so a vertex that lands on a pixel centre (every vertex of the identity
 move) gives that pixel exactly the vertex's colour.
 
