@@ -15,7 +15,8 @@ Model stages: VAE Encode → K-RNR Invert → Stochastic Latent Modulation → S
 CogVideoX-5B-I2V from --model. Without --model they run the pack's own small CogVideoX-I2V
 (weights/inversedvs-mini-cogvideox-i2v, trained on procedural scenes, 17 frames at 192x128); with
 --model tiny, a tiny random-weight stand-in (noise-like result; it only shows that the chain runs).
-Writes result.mp4 and side_by_side.mp4 (input | warped | result).
+Writes result.mp4, side_by_side.mp4 (input | warped | result) and result_sheet.png (the middle
+frame: input | warped | holes | result).
 """
 
 from __future__ import annotations
@@ -268,13 +269,23 @@ def run_model(geometry: dict, args) -> dict:
     return {"result": result, "images": images, "warped": warped, "mask": mask}
 
 
+def result_sheet(outputs: dict) -> torch.Tensor:
+    """The middle frame at the model's size, side by side: input | warped | holes (white) | result. IMAGE [H, 4W, 3]."""
+    i = outputs["result"].shape[0] // 2
+    holes = outputs["mask"][i].unsqueeze(-1).expand(*outputs["mask"].shape[1:], 3)
+    return torch.cat([outputs["images"][i], outputs["warped"][i], holes, outputs["result"][i]], dim=1).clamp(0, 1)
+
+
 def write_model_outputs(outputs: dict, folder: str, fps: float) -> dict:
-    """Write result.mp4 and side_by_side.mp4 (input | warped | result) into ``folder``; returns name → path."""
+    """Write result.mp4, side_by_side.mp4 (input | warped | result) and result_sheet.png into ``folder``;
+    returns name → path."""
     written = {}
     sbs = torch.cat([outputs["images"], outputs["warped"], outputs["result"]], dim=2)
     for name, video in (("result.mp4", outputs["result"]), ("side_by_side.mp4", sbs)):
         written[name] = unique_path(folder, name)
         write_mp4(written[name], video, fps)
+    written["result_sheet.png"] = unique_path(folder, "result_sheet.png")
+    write_png(written["result_sheet.png"], result_sheet(outputs))
     return written
 
 

@@ -114,7 +114,7 @@ def test_demo_runs_the_model_stages_and_says_when_the_model_is_tiny(tmp_path, ca
                       "--trajectory", "orbit left", "--model", "tiny"]) == 0
     printed = capsys.readouterr().out
     assert "TINY RANDOM-WEIGHT" in printed
-    for name in ("warped.mp4", "mask.mp4", "result.mp4", "side_by_side.mp4"):
+    for name in ("warped.mp4", "mask.mp4", "result.mp4", "side_by_side.mp4", "result_sheet.png", "contact_sheet.png"):
         assert (out / name).stat().st_size > 0
     import av
 

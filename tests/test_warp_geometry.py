@@ -10,6 +10,8 @@ from inversedvs.warp import raster, splat, synthetic
 from inversedvs.warp.sample import SAMPLE_SCENE, clip_times, sample_clip
 from inversedvs.warp.trajectory import Keyframes, camera_path, preset_keyframes
 
+from _warp_truth import undetermined
+
 HEIGHT, WIDTH = 256, 448
 FRAMES = 2  # frame 0 is the anchor (no move), frame 1 the full move with the sphere moved too
 
@@ -21,7 +23,8 @@ def clip():
 
 def _warp_and_truth(scene, images, depth, keys):
     """Warp ``images``/``depth`` (filmed from the camera at rest) along ``keys``; ray-cast the truth
-    from the same target cameras; which target pixels the source camera sees."""
+    from the same target cameras; which target pixels the source camera sees; and a function telling,
+    for chosen pixels of the moved frame, whether the source's samples determine that answer."""
     path = camera_path(keys, FRAMES)
     radius = float(path.orbit_radius(depth.double()))
     K_src, K_tgt = path.source_intrinsics(HEIGHT, WIDTH), path.target_intrinsics(HEIGHT, WIDTH)
@@ -31,33 +34,52 @@ def _warp_and_truth(scene, images, depth, keys):
     truth = synthetic.render(scene, target_poses, K_tgt, HEIGHT, WIDTH, times)
     source_poses = torch.eye(4, dtype=torch.float64).expand(FRAMES, 4, 4)
     visible = synthetic.visible_from(scene, truth["points"], source_poses, K_src, HEIGHT, WIDTH, times)
-    return warped, mask, truth["image"].float(), visible
+
+    def determined_not(pixels):  # pixels [N] flat indices into the moved frame
+        return undetermined(scene, truth["points"][1].reshape(-1, 3)[pixels], target_poses[1], source_poses[1],
+                            K_src, HEIGHT, WIDTH, times[1])
+
+    return warped, mask, truth["image"].float(), visible, determined_not
 
 
-def _scores(warped, mask, truth, visible):
-    """On the moved frames only (frame 0 is the anchor, where the warp is the identity): PSNR on the
-    pixels seen from the source and predicted seen, IoU of the visible regions, and the predicted holes
-    against the true disocclusions: recall, precision, and the share of true holes in the frame."""
-    warped, mask, truth, visible = warped[1:], mask[1:], truth[1:], visible[1:]
+def _scores(warped, mask, truth, visible, undetermined_at):
+    """On the moved frame (frame 0 is the anchor, where the warp is the identity): PSNR on the pixels
+    seen from the source and predicted seen, IoU of the visible regions, and the predicted holes
+    against the true disocclusions: recall, precision, and the share of true holes in the frame.
+    The same three once more ("*_determined") counting an error only where the source's samples
+    determine the answer (tests/_warp_truth.py: not within a source pixel of a silhouette, not behind
+    space the source does not see)."""
+    warped, mask, truth, visible = warped[1], mask[1], truth[1], visible[1]
     seen = mask < 0.5
     both = visible & seen
     mse = ((warped - truth) ** 2).mean(-1)[both].mean()
     holes, predicted = ~visible, ~seen
+    false, missed = visible & predicted, holes & seen
+    errors = (false | missed).reshape(-1).nonzero().squeeze(1)
+    explained = torch.zeros(visible.numel(), dtype=torch.bool)
+    explained[errors] = undetermined_at(errors)
+    explained = explained.view_as(visible)
+    n_pred, n_holes = int(predicted.sum()), int(holes.sum())
     return {"psnr": 10 * math.log10(1.0 / float(mse)), "iou": float(both.sum() / (visible | seen).sum()),
-            "recall": float((holes & predicted).sum() / holes.sum().clamp_min(1)),
-            "precision": float((holes & predicted).sum() / predicted.sum().clamp_min(1)),
-            "false_holes": float((visible & predicted).float().mean()), "true_holes": float(holes.float().mean())}
+            "recall": float((holes & predicted).sum()) / max(n_holes, 1),
+            "precision": float((holes & predicted).sum()) / max(n_pred, 1),
+            "iou_determined": float(both.sum()) / max(int((visible | seen).sum() - explained.sum()), 1),
+            "recall_determined": 1.0 - float((missed & ~explained).sum()) / max(n_holes, 1),
+            "precision_determined": 1.0 - float((false & ~explained).sum()) / max(n_pred, 1),
+            "false_holes": float(false.float().mean()), "true_holes": float(holes.float().mean())}
 
 
 def _report(name, s):
     print(f"\n{name}: PSNR {s['psnr']:.2f} dB, visible IoU {s['iou']:.4f}, hole recall {s['recall']:.4f}, "
-          f"precision {s['precision']:.4f}, false holes {s['false_holes']:.3%}, true holes {s['true_holes']:.1%} "
-          f"({HEIGHT}x{WIDTH})")
+          f"precision {s['precision']:.4f}, false holes {s['false_holes']:.3%}, true holes {s['true_holes']:.1%}; "
+          f"where the samples determine it: IoU {s['iou_determined']:.4f}, recall {s['recall_determined']:.4f}, "
+          f"precision {s['precision_determined']:.4f} ({HEIGHT}x{WIDTH})")
 
 
 # The sample scene (planes, spheres, one moving). PSNR floors are what the point splatting with gap
-# filling scored on the same scenes (the warp this one replaced); the other thresholds sit just
-# below what the mesh warp measures (docs/geometry.md, "Accuracy").
+# filling scored on the same scenes (the warp this one replaced); the raw thresholds sit just below
+# what the mesh warp measures (docs/geometry.md, "Accuracy"); the issue's targets hold where the
+# source's samples determine the answer.
 SAMPLE_MOVES = {
     "orbit right 20°": (Keyframes(phi=(0.0, 20.0)), 35.9),
     "orbit right 30°": (Keyframes(phi=(0.0, 30.0)), 36.4),
@@ -66,10 +88,18 @@ SAMPLE_MOVES = {
     "truck left": (preset_keyframes("truck left"), 42.2),
     "orbit left 15° + arc down 8°": (Keyframes(theta=(0.0, -8.0), phi=(0.0, -15.0)), 36.5),
     "dolly in": (preset_keyframes("dolly in"), 30.0),
+    "dolly in twice the preset": (Keyframes(forward=(0.0, 0.8)), 17.6),
 }
+# The twice-dolly passes the camera 0.15 units from the moving sphere: most of what it shows of that
+# sphere lies within a source pixel of its silhouette or behind it, so only the determined scores apply.
+RAW_SCORED = set(SAMPLE_MOVES) - {"dolly in twice the preset"}
 MIN_VISIBLE_IOU = 0.98
 MIN_HOLE_RECALL = 0.975
 MIN_HOLE_PRECISION = 0.94
+# The issue's targets, where the samples determine the answer.
+MIN_DETERMINED_IOU = 0.99
+MIN_DETERMINED_RECALL = 0.98
+MIN_DETERMINED_PRECISION = 0.998
 
 
 @pytest.mark.parametrize("name", list(SAMPLE_MOVES))
@@ -79,9 +109,13 @@ def test_warp_matches_render_from_target_camera(clip, name):
     _report(name, s)
     assert s["true_holes"] > 0.01  # the move really disoccludes something
     assert s["psnr"] >= old_psnr
-    assert s["iou"] >= MIN_VISIBLE_IOU
-    assert s["recall"] >= MIN_HOLE_RECALL
-    assert s["precision"] >= MIN_HOLE_PRECISION
+    assert s["iou_determined"] >= MIN_DETERMINED_IOU
+    assert s["recall_determined"] >= MIN_DETERMINED_RECALL
+    assert s["precision_determined"] >= MIN_DETERMINED_PRECISION
+    if name in RAW_SCORED:
+        assert s["iou"] >= MIN_VISIBLE_IOU
+        assert s["recall"] >= MIN_HOLE_RECALL
+        assert s["precision"] >= MIN_HOLE_PRECISION
 
 
 # Magnification without occlusion: a slanted wall and a floor, nothing in front of them. Every
@@ -104,6 +138,7 @@ def test_magnified_surfaces_stay_whole(name):
     s = _scores(*_warp_and_truth(SLANTED_SCENE, images, depth, MAGNIFYING_MOVES[name]))
     _report(name, s)
     assert s["iou"] >= 0.99
+    assert s["precision_determined"] >= MIN_DETERMINED_PRECISION and s["recall_determined"] >= MIN_DETERMINED_RECALL
     assert s["false_holes"] < 0.002
     assert s["psnr"] >= 35.0
 
@@ -168,7 +203,7 @@ def test_near_surface_wins_where_two_land_on_one_pixel():
     v = torch.tensor([0.0, 2.0]).view(1, 2, 1).expand(1, 2, 4).contiguous()
     depth = torch.tensor([1.0, 1.0, 4.0, 4.0]).view(1, 1, 4).expand(1, 2, 4).contiguous()
     sources, weights, seen = raster.rasterize(u, v, 1.0 / depth, depth, torch.ones_like(depth, dtype=torch.bool))
-    color = (raster.padded_pixels(images)[sources] * weights.unsqueeze(-1)).sum(-2)
+    color = raster.interpolate(raster.padded_pixels(images), sources, weights)
     assert bool(seen[0, :2, 1:].all())
     assert torch.allclose(color[0, :2, 1:], images[0, :1, :1].expand(2, 3, 3), atol=1e-6)
 
@@ -222,3 +257,16 @@ def test_pixels_without_depth_are_skipped():
     K = cam.intrinsics(8, 8, 60.0)
     warped, mask = splat.forward_warp(images, depth, torch.eye(4).unsqueeze(0), K[0], K)
     assert float(mask[0, :, :4].min()) == 1.0 and float(mask[0, :, 5:].max()) == 0.0
+
+
+def test_what_the_samples_cannot_determine_is_a_thin_band(clip):
+    """The scoring above forgives errors only in a narrow set: on the orbit right 30° frame about 2 % of
+    all pixels (within a source pixel of a silhouette, or seen across space the source does not see),
+    none of them deep inside a surface."""
+    warped, mask, truth, visible, undetermined_at = _warp_and_truth(SAMPLE_SCENE, *clip, Keyframes(phi=(0.0, 30.0)))
+    pixels = torch.randperm(HEIGHT * WIDTH, generator=torch.Generator().manual_seed(0))[:4000]
+    share = float(undetermined_at(pixels).float().mean())
+    assert 0.005 < share < 0.04, share
+    # a block in the top left corner, far from every silhouette, is determined
+    corner = torch.tensor([r * WIDTH + c for r in range(8, 24) for c in range(8, 24)])
+    assert not bool(undetermined_at(corner).any())

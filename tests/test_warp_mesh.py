@@ -99,14 +99,18 @@ def test_the_tear_threshold_separates_one_surface_from_two():
         assert bool(holes.any(1).all()) == torn and bool(holes.any()) == torn, ratio
 
 
-def test_slicing_the_candidates_changes_nothing(monkeypatch):
+@pytest.mark.parametrize("setting, value", [("CANDIDATE_CHUNK", 97), ("SMALL_BOX", 0)])
+def test_slicing_the_candidates_or_listing_every_one_changes_nothing(monkeypatch, setting, value):
+    """The same bits whether the candidates are processed in small slices, or every quad's centres are
+    listed (SMALL_BOX = 0) instead of stepping the edge functions of small quads."""
     images, depth = _step_scene()
-    K_s, K_t = _zoom(2.2, (0.25, 0.0))
+    K_s, K_t = _zoom(1.3, (0.25, 0.0))
     T = _truck(0.1)
+    T[0, :3, :3] = cam.rotation_y(torch.tensor([4.0]))[0].float()
     whole = splat.forward_warp(images, depth, T, K_s, K_t)
-    monkeypatch.setattr(raster, "CANDIDATE_CHUNK", 97)
-    sliced = splat.forward_warp(images, depth, T, K_s, K_t)
-    assert torch.equal(whole[0], sliced[0]) and torch.equal(whole[1], sliced[1])
+    monkeypatch.setattr(raster, setting, value)
+    other = splat.forward_warp(images, depth, T, K_s, K_t)
+    assert torch.equal(whole[0], other[0]) and torch.equal(whole[1], other[1])
 
 
 def test_a_surface_turned_away_is_not_drawn():

@@ -1,7 +1,7 @@
 """The depth map as a triangle mesh, rasterised into the target camera with a z-test, all frames at once.
 
 Every 2×2 block of neighbouring source pixels (a quad, corners a b / c d) is split into two
-triangles along the diagonal whose ends have the closer inverse depths. Each source pixel is a
+triangles (a, b, d) and (a, d, c) along its a–d diagonal. Each source pixel is a
 vertex, placed at its target position (u, v) by the reprojection. A target pixel centre inside a
 triangle takes the triangle's colour, interpolated perspective-correctly from its three vertices;
 where several triangles cover a pixel the nearest wins (largest inverse depth of the triangle's
@@ -11,19 +11,22 @@ The mesh tears at occlusion edges: a triangle whose vertices' source depths diff
 ratio TEAR_DEPTH_RATIO is dropped when the move opens it (its target bounding box is wider or
 taller than TEAR_MIN_EXTENT px), so what opens between a near and a far surface stays a hole and no
 colour is smeared across it. Triangles the move turns over (seen from behind) are dropped too.
-Every vertex is also drawn as a point on its nearest target pixel, so pixels on the border of the
-mesh (the image border, a torn edge, an isolated pixel) are kept.
+Vertices on the border of the mesh (the image border, a torn edge, an isolated pixel) are also drawn
+as their pixel's footprint, so a surface ends where its last pixel ends (``footprint_table``).
 
-Coverage is watertight: a pixel centre is inside when all three edge functions are ≥ 0, and the two
-triangles sharing an edge evaluate it from the same numbers with opposite signs (exactly, in float
-arithmetic), so a centre on a shared edge belongs to both — never to neither. Target positions are
+Coverage is watertight: a pixel centre is inside when all three edge functions are ≥ 0, and every
+edge function is computed exactly (positions on the 1/SUBPIXEL grid; float32 within a small box,
+float64 for listed candidates), so the two triangles sharing an edge see it with exactly opposite
+signs and a centre on a shared edge belongs to both — never to neither. Target positions are
 snapped to 1/SUBPIXEL px, so a vertex that lands on a pixel centre (every vertex of the identity
 move) gives that pixel exactly the vertex's colour.
 
-Candidates (a quad and a target pixel centre inside its bounding box) are listed for all frames at
-once (one host synchronisation for their count) and processed in slices of CANDIDATE_CHUNK to bound
-memory; the z-test is one ``scatter_reduce_(amax)`` per slice on a 64-bit key: the float bits of
-the inverse depth above the triangle's number.
+All frames are drawn at once. Quads whose bounding box holds at most SMALL_BOX × SMALL_BOX pixel
+centres (nearly all) are tested at those centres directly, with edge functions updated from the
+box origin (``_draw_small``); the centres of larger quads are listed (one host synchronisation for
+their count) and processed in slices of CANDIDATE_CHUNK to bound memory (``_draw``). The z-test is a
+``scatter_reduce_(amax)`` on a 64-bit key: the float bits of the inverse depth above the triangle's
+number.
 """
 
 from __future__ import annotations
@@ -94,69 +97,67 @@ class Mesh:
         n, wp = self.count, self.wp
         return t[:n], t[1:n + 1], t[wp:n + wp], t[wp + 1:n + wp + 1]
 
-    def main_diagonal(self):
-        """Quads [count] bool split along a–d (else b–c): the diagonal whose ends have closer inverse depths."""
-        a, b, c, d = self.corners(self.inv_z)
-        return (a - d).abs() <= (b - c).abs()
-
-    def cycle(self, t, main):
-        """The corners p0..p3 of every quad in the cyclic order (a, b, d, c) when split along a–d,
-        else (b, d, c, a): the triangles are (p0, p1, p2) and (p0, p2, p3), both with positive area
-        when the surface faces the camera, and p0–p2 is the diagonal. ``t`` a per-vertex array or
-        vertex indices of corner a (then the indices of p0..p3)."""
-        if isinstance(t, torch.Tensor) and t.dtype == torch.int64:
-            a, b, c, d = t, t + 1, t + self.wp, t + self.wp + 1
-        else:
-            a, b, c, d = self.corners(t)
-        return (torch.where(main, a, b), torch.where(main, b, d), torch.where(main, d, c), torch.where(main, c, a))
+    def quad_corners(self, t):
+        """The corners p0..p3 = a, b, d, c [count] of a per-vertex array t, in cyclic order: the
+        triangles are (p0, p1, p2) and (p0, p2, p3), both with positive area when the surface faces the
+        camera, and p0–p2 is the diagonal."""
+        a, b, c, d = self.corners(t)
+        return a, b, d, c
 
 
-# Columns of the per-quad table gathered by every candidate: corner positions relative to the
-# quad's bounding-box origin, then the inverse depth of each triangle's centroid (-1 = not drawn).
+# Columns of a drawing table: corner positions relative to the quad's bounding-box origin, then the
+# inverse depth of each triangle's centroid (-1 = not drawn).
 X0, Y0, INV = 0, 4, 8
+# Quads whose bounding box holds at most SMALL_BOX pixel centres each way (almost all of them: a
+# quad the move does not magnify spans about one pixel) are tested at those few centres directly
+# (``_draw_small``); larger ones through the list of their candidates (``_draw``).
+SMALL_BOX = 2
 
 
 def _rows(xs, ys, inv0, inv1, mesh: Mesh, box=None):
-    """Rows of a drawing table [n, 10] (see X0, Y0, INV) and the pixel-centre bounding box clipped to
-    the image — origin (x_lo, y_lo) and size (nx, ny), int64 [n]; nx·ny = 0 when nothing is drawn —
-    from the four corners xs, ys (lists of [n]) of quads whose triangles (p0, p1, p2), (p0, p2, p3)
-    have inverse depths inv0, inv1 (≤ 0 = not drawn). ``box`` (lo_x, lo_y, hi_x, hi_y) defaults to the
-    corners' bounding box."""
+    """Columns of a drawing table (10 tensors [n], see X0, Y0, INV) and the pixel-centre bounding box
+    clipped to the image — origin (x_lo, y_lo) and size (nx, ny), int64 [n]; nx·ny = 0 when nothing is
+    drawn — from the four corners xs, ys (lists of [n]) of quads whose triangles (p0, p1, p2),
+    (p0, p2, p3) have inverse depths inv0, inv1 (≤ 0 = not drawn). ``box`` (lo_x, lo_y, hi_x, hi_y)
+    defaults to the corners' bounding box."""
     drawn = (inv0 > 0) | (inv1 > 0)
     if box is None:
         box = (torch.minimum(_min3(*xs[:3]), xs[3]), torch.minimum(_min3(*ys[:3]), ys[3]),
                torch.maximum(_max3(*xs[:3]), xs[3]), torch.maximum(_max3(*ys[:3]), ys[3]))
     lo_x, lo_y, hi_x, hi_y = box
-    lo_x = torch.where(drawn, lo_x, 0.0).ceil_().clamp_(min=0)
-    lo_y = torch.where(drawn, lo_y, 0.0).ceil_().clamp_(min=0)
+    lo_x = torch.where(drawn, lo_x, 0.0).ceil_().clamp_(0, mesh.width)
+    lo_y = torch.where(drawn, lo_y, 0.0).ceil_().clamp_(0, mesh.height)
     nx = (torch.where(drawn, hi_x, -1.0).floor_().clamp_(max=mesh.width - 1) - lo_x + 1).clamp_(min=0)
     ny = (torch.where(drawn, hi_y, -1.0).floor_().clamp_(max=mesh.height - 1) - lo_y + 1).clamp_(min=0)
-    table = torch.stack([t - lo_x for t in xs] + [t - lo_y for t in ys] + [inv0, inv1], -1)
-    return table, (lo_x.long(), lo_y.long(), nx.long(), ny.long())
+    cols = [t - lo_x for t in xs] + [t - lo_y for t in ys] + [inv0, inv1]
+    return cols, (lo_x.long(), lo_y.long(), nx.long(), ny.long())
 
 
-def quad_table(mesh: Mesh, main: torch.Tensor):
+def quad_table(mesh: Mesh):
     """The mesh's drawing table and boxes (see ``_rows``), one row per quad [count]: a triangle is
     drawn when its three vertices are valid, it faces the camera and it is not torn; its inverse
     depth for the z-test is that of its centroid."""
-    p = {name: mesh.cycle(getattr(mesh, name), main) for name in ("x", "y", "inv_z", "depth", "valid")}
+    x, y = mesh.quad_corners(mesh.x), mesh.quad_corners(mesh.y)
+    inv_z, z, valid = mesh.quad_corners(mesh.inv_z), mesh.quad_corners(mesh.depth), mesh.quad_corners(mesh.valid)
+    # The diagonal p0–p2 is shared by both triangles.
+    lo_x, hi_x = torch.minimum(x[0], x[2]), torch.maximum(x[0], x[2])
+    lo_y, hi_y = torch.minimum(y[0], y[2]), torch.maximum(y[0], y[2])
+    z_lo, z_hi = torch.minimum(z[0], z[2]), torch.maximum(z[0], z[2])
+    ex, ey = x[2] - x[0], y[2] - y[0]
+    diagonal_valid, diagonal_inv = valid[0] & valid[2], inv_z[0] + inv_z[2]
     boxes, inv = [], []
-    for k in ((0, 1, 2), (0, 2, 3)):
-        x0, x1, x2 = (p["x"][i] for i in k)
-        y0, y1, y2 = (p["y"][i] for i in k)
-        z = [p["depth"][i] for i in k]
-        lo_x, hi_x, lo_y, hi_y = _min3(x0, x1, x2), _max3(x0, x1, x2), _min3(y0, y1, y2), _max3(y0, y1, y2)
-        opened = torch.maximum(hi_x - lo_x, hi_y - lo_y) > TEAR_MIN_EXTENT
-        torn = opened & (_max3(*z) > TEAR_DEPTH_RATIO * _min3(*z))
-        drawn = p["valid"][k[0]] & p["valid"][k[1]] & p["valid"][k[2]] & ~torn
-        drawn &= _cross(x1 - x0, y1 - y0, x2 - x0, y2 - y0) > 0
-        big = torch.finfo(lo_x.dtype).max
-        boxes.append((torch.where(drawn, lo_x, big), torch.where(drawn, lo_y, big),
-                      torch.where(drawn, hi_x, -big), torch.where(drawn, hi_y, -big)))
-        inv.append(torch.where(drawn, (p["inv_z"][k[0]] + p["inv_z"][k[1]] + p["inv_z"][k[2]]) / 3, -1.0))
-    (lx0, ly0, hx0, hy0), (lx1, ly1, hx1, hy1) = boxes
-    box = (torch.minimum(lx0, lx1), torch.minimum(ly0, ly1), torch.maximum(hx0, hx1), torch.maximum(hy0, hy1))
-    return _rows(p["x"], p["y"], inv[0], inv[1], mesh, box)
+    for j, sign in ((1, -1.0), (3, 1.0)):  # the third vertex, the side of the diagonal it must lie on
+        box = (torch.minimum(lo_x, x[j]), torch.minimum(lo_y, y[j]), torch.maximum(hi_x, x[j]), torch.maximum(hi_y, y[j]))
+        opened = torch.maximum(box[2] - box[0], box[3] - box[1]) > TEAR_MIN_EXTENT
+        torn = opened & (torch.maximum(z_hi, z[j]) > TEAR_DEPTH_RATIO * torch.minimum(z_lo, z[j]))
+        faces = sign * _cross(ex, ey, x[j] - x[0], y[j] - y[0]) > 0
+        drawn = diagonal_valid & valid[j] & faces & ~torn
+        boxes.append(box)
+        inv.append(torch.where(drawn, (diagonal_inv + inv_z[j]) / 3, -1.0))
+    first, second = inv[0] > 0, inv[1] > 0
+    union = tuple(op(torch.where(first, b0, b1), torch.where(second, b1, b0))
+                  for op, b0, b1 in zip((torch.minimum, torch.minimum, torch.maximum, torch.maximum), *boxes))
+    return _rows(list(x), list(y), inv[0], inv[1], mesh, union)
 
 
 def _same_surface(mesh: Mesh, vertex, neighbour):
@@ -181,7 +182,7 @@ def _axis(mesh: Mesh, vertex, step: int, default: tuple[float, float]):
     return out
 
 
-def footprint_table(mesh: Mesh, table: torch.Tensor):
+def footprint_table(mesh: Mesh, cols):
     """Drawing table and boxes (see ``_rows``) of the footprints of the mesh's border vertices (a
     vertex with a quad around it that is not fully drawn: at the image border, at a tear, an isolated
     pixel), and those vertices [n]. A footprint is the vertex's pixel square (±½ pixel step), mapped
@@ -189,7 +190,7 @@ def footprint_table(mesh: Mesh, table: torch.Tensor):
     so that where the surface's triangles exist they win. Footprints magnified beyond
     FOOTPRINT_MAX_STEP are not drawn."""
     n, wp = mesh.count, mesh.wp
-    open_quad = F.pad((table[:, INV] <= 0) | (table[:, INV + 1] <= 0), (wp + 1, 0), value=True)
+    open_quad = F.pad((cols[INV] <= 0) | (cols[INV + 1] <= 0), (wp + 1, 0), value=True)
     border = (open_quad[wp + 1:wp + 1 + n] | open_quad[wp:wp + n] | open_quad[1:1 + n] | open_quad[:n]) & mesh.valid[:n]
     vertex = border.nonzero().squeeze(1)
     ux, uy = _axis(mesh, vertex, 1, (1.0, 0.0))
@@ -200,8 +201,8 @@ def footprint_table(mesh: Mesh, table: torch.Tensor):
     ys = [cy + 0.5 * (su * uy + sv * vy) for su, sv in signs]
     step = torch.maximum(torch.maximum(ux.abs(), uy.abs()), torch.maximum(vx.abs(), vy.abs()))
     inv = torch.where(step <= FOOTPRINT_MAX_STEP, mesh.inv_z[vertex] * (1.0 - FOOTPRINT_DEPTH_BIAS), -1.0)
-    table, box = _rows(xs, ys, inv, inv, mesh)
-    return table, box, vertex
+    cols, box = _rows(xs, ys, inv, inv, mesh)
+    return cols, box, vertex
 
 
 def _keys(inv_z: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
@@ -209,18 +210,23 @@ def _keys(inv_z: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
     return (inv_z.view(torch.int32).long() << 32) | owner
 
 
-def _draw(table, box, frame, owner_of, mesh: Mesh, keys: torch.Tensor) -> None:
-    """z-test every target pixel centre inside a drawn triangle of ``table`` (see ``_rows``) into
-    ``keys`` [F·H·W]; frame [n] is each row's frame, owner_of(rows, in_first) the owners to record."""
+def _draw(cols, box, frame, owner_of, mesh: Mesh, keys: torch.Tensor) -> None:
+    """z-test every target pixel centre inside a drawn triangle of the table ``cols`` (see ``_rows``)
+    into ``keys`` [F·H·W]; frame [n] is each row's frame, owner_of(rows, in_first) the owners to
+    record. Edge functions are evaluated in float64, where the products of positions on the 1/SUBPIXEL
+    grid are exact, so every triangle sharing an edge sees it with exactly opposite signs."""
     h, w = mesh.height, mesh.width
     device = keys.device
     x_lo, y_lo, nx, ny = box
     counts = nx * ny
-    if counts.numel() == 0:
+    rows = counts.nonzero().squeeze(1)
+    if rows.numel() == 0:
         return
+    counts, nx = counts[rows], nx[rows]
+    table = torch.stack([c[rows] for c in cols], 1)
     ends = counts.cumsum(0)
     starts = ends - counts
-    base = (frame * h + y_lo) * w + x_lo  # target of (x_lo, y_lo)
+    base = (frame[rows] * h + y_lo[rows]) * w + x_lo[rows]  # target of (x_lo, y_lo)
     total = int(ends[-1])
     cuts = torch.searchsorted(ends, torch.arange(CANDIDATE_CHUNK, max(total, CANDIDATE_CHUNK), CANDIDATE_CHUNK,
                                                  device=device)).tolist()
@@ -232,16 +238,44 @@ def _draw(table, box, frame, owner_of, mesh: Mesh, keys: torch.Tensor) -> None:
         dx = local.sub_(dy * width_q)
         row = table[item]
         fx, fy = dx.float().unsqueeze(1), dy.float().unsqueeze(1)
-        rx, ry = (row[:, X0:X0 + 4] - fx).t(), (row[:, Y0:Y0 + 4] - fy).t()
+        rx, ry = (row[:, X0:X0 + 4] - fx).double().t(), (row[:, Y0:Y0 + 4] - fy).double().t()
         s01, s12 = _cross(rx[0], ry[0], rx[1], ry[1]) >= 0, _cross(rx[1], ry[1], rx[2], ry[2]) >= 0
         s23, s30 = _cross(rx[2], ry[2], rx[3], ry[3]) >= 0, _cross(rx[3], ry[3], rx[0], ry[0]) >= 0
         diagonal = _cross(rx[2], ry[2], rx[0], ry[0])  # edge p2→p0 of the first triangle
         inv0, inv1 = row[:, INV], row[:, INV + 1]
         in_first = s01 & s12 & (diagonal >= 0) & (inv0 > 0)
         in_second = s23 & s30 & (diagonal <= 0) & (inv1 > 0)
-        key = torch.where(in_first | in_second, _keys(torch.where(in_first, inv0, inv1), owner_of(item, in_first)),
-                          NO_OWNER)
+        key = torch.where(in_first | in_second,
+                          _keys(torch.where(in_first, inv0, inv1), owner_of(rows[item], in_first)), NO_OWNER)
         keys.scatter_reduce_(0, base[item] + dy * w + dx, key, "amax")
+
+
+def _draw_small(cols, box, small, frame, mesh: Mesh, keys: torch.Tensor) -> None:
+    """``_draw`` for the quads of the mesh's table ``cols`` where ``small`` [count] (bounding box within
+    SMALL_BOX × SMALL_BOX pixel centres), without listing candidates: each edge function is affine in
+    the pixel centre, E(dx, dy) = E(0, 0) − dx·Δy + dy·Δx from the box origin, and is evaluated at the
+    few centres of the box. Positions within a few pixels of the origin on the 1/SUBPIXEL grid make
+    every term exact in float32, so the values equal ``_draw``'s. Centres outside a box write no key
+    (NO_OWNER) to a pixel of the box's row or to the tail of ``keys``."""
+    h, w = mesh.height, mesh.width
+    x_lo, y_lo, nx, ny = box
+    X, Y, inv0, inv1 = cols[X0:X0 + 4], cols[Y0:Y0 + 4], cols[INV], cols[INV + 1]
+    edges = [(_cross(X[i], Y[i], X[j], Y[j]), Y[i] - Y[j], X[j] - X[i])
+             for i, j in ((0, 1), (1, 2), (2, 3), (3, 0), (2, 0))]
+    quad = torch.arange(inv0.shape[0], device=keys.device)
+    key0 = torch.where(small & (inv0 > 0), _keys(inv0, 2 * quad), NO_OWNER)
+    key1 = torch.where(small & (inv1 > 0), _keys(inv1, 2 * quad + 1), NO_OWNER)
+    base = (frame * h + y_lo) * w + x_lo
+    columns = [nx > dx for dx in range(SMALL_BOX)]
+    rows = [ny > dy for dy in range(SMALL_BOX)]
+    for dy in range(SMALL_BOX):
+        for dx in range(SMALL_BOX):
+            e01, e12, e23, e30, e20 = (((c + a) if dx else c) + b if dy else (c + a) if dx else c for c, a, b in edges)
+            box_in = columns[dx] & rows[dy]
+            in_first = (e01 >= 0) & (e12 >= 0) & (e20 >= 0) & box_in
+            in_second = (e23 >= 0) & (e30 >= 0) & (e20 <= 0) & box_in
+            key = torch.where(in_first, key0, torch.where(in_second, key1, NO_OWNER))
+            keys.scatter_reduce_(0, base + (dy * w + dx), key, "amax")
 
 
 def rasterize(u: torch.Tensor, v: torch.Tensor, inv_z: torch.Tensor, source_depth: torch.Tensor,
@@ -251,43 +285,57 @@ def rasterize(u: torch.Tensor, v: torch.Tensor, inv_z: torch.Tensor, source_dept
     u, v [F, H, W] float32: target column and row of every source pixel (any value where not
     valid); inv_z [F, H, W] float32: 1/z in the target camera (> 0 where valid); source_depth
     [F, H, W]: the depth the pixel was lifted with (> 0 where valid); valid [F, H, W] bool.
-    Returns sources [F, H, W, 3] int64 (rows of ``padded_pixels``), weights [F, H, W, 3] float32
-    (perspective-correct, sum 1; 0 in holes) and seen [F, H, W] bool.
+    Returns sources, three [F, H, W] int64 (rows of ``padded_pixels``), weights, three [F, H, W]
+    float32 (perspective-correct, sum 1; 0 in holes), and seen [F, H, W] bool.
     """
     f, h, w = u.shape
     mesh = Mesh(u.float(), v.float(), inv_z.float(), source_depth.float(), valid)
-    main = mesh.main_diagonal()
-    table, box = quad_table(mesh, main)
+    cols, box = quad_table(mesh)
     vertex_owner = 2 * mesh.count  # owners at or above this are vertices (their footprints)
-    keys = torch.full((f * h * w,), NO_OWNER, dtype=torch.int64, device=u.device)
+    # Keys of every target pixel, and a tail that ``_draw_small``'s centres beyond a box may reach.
+    keys = torch.full((f * h * w + SMALL_BOX * (w + 1),), NO_OWNER, dtype=torch.int64, device=u.device)
     frame = torch.arange(mesh.count, device=u.device) // mesh.per_frame
-    _draw(table, box, frame, lambda quad, in_first: 2 * quad + ~in_first, mesh, keys)
-    fp_table, fp_box, vertex = footprint_table(mesh, table)
-    _draw(fp_table, fp_box, frame[vertex], lambda row, in_first: vertex[row] + vertex_owner, mesh, keys)
-    return _interpolation(mesh, main, keys.view(f, h, w), vertex_owner)
+    x_lo, y_lo, nx, ny = box
+    small = (nx <= SMALL_BOX) & (ny <= SMALL_BOX)
+    _draw_small(cols, box, small, frame, mesh, keys)
+    _draw(cols, (x_lo, y_lo, torch.where(small, 0, nx), ny), frame, lambda quad, in_first: 2 * quad + ~in_first,
+          mesh, keys)
+    fp_cols, fp_box, vertex = footprint_table(mesh, cols)
+    _draw(fp_cols, fp_box, frame[vertex], lambda row, in_first: vertex[row] + vertex_owner, mesh, keys)
+    return _interpolation(mesh, keys[:f * h * w].view(f, h, w), vertex_owner)
 
 
-def _interpolation(mesh: Mesh, main: torch.Tensor, keys: torch.Tensor, vertex_owner: int):
-    """Sources, weights and seen (see ``rasterize``) from the winning keys [F, H, W]."""
+def _interpolation(mesh: Mesh, keys: torch.Tensor, vertex_owner: int):
+    """Sources, weights and seen (see ``rasterize``) from the winning keys [F, H, W]. A footprint's pixel
+    takes its vertex's colour, a hole the padding vertex's (zero, weight 0)."""
     f, h, w = keys.shape
     device = keys.device
     seen = keys >= 0
     owner = keys & 0xFFFFFFFF
-    is_vertex = owner >= vertex_owner
-    quad = torch.where(is_vertex, 0, owner >> 1)
-    second = (owner & 1).bool()
-    p = mesh.cycle(quad, main[quad])
-    corners = (p[0], torch.where(second, p[2], p[1]), torch.where(second, p[3], p[2]))
+    point = owner >= vertex_owner  # a footprint or a hole: all three corners are one vertex
+    triangle = ~point
+    second = owner & 1
+    p0 = torch.where(point, torch.where(seen, owner - vertex_owner, mesh.wp - 1), owner >> 1)  # wp - 1: padding
+    corners = (p0, p0 + (1 + second * mesh.wp) * triangle, p0 + (mesh.wp + 1 - second) * triangle)  # (a, b, d) or (a, d, c)
+    xyz = torch.stack([mesh.x, mesh.y, mesh.inv_z], 1)
+    g = [xyz.index_select(0, k.view(-1)).view(f, h, w, 3) for k in corners]
     py = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
     px = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
-    r = [(mesh.x[k] - px, mesh.y[k] - py) for k in corners]
-    edge = (_cross(*r[1], *r[2]), _cross(*r[2], *r[0]), _cross(*r[0], *r[1]))  # opposite each corner
-    weights = torch.stack([e * mesh.inv_z[k] for e, k in zip(edge, corners)], -1)
-    weights = weights / weights.sum(-1, keepdim=True)
-    point = torch.tensor([1.0, 0.0, 0.0], device=device)
-    weights = torch.where(seen.unsqueeze(-1), torch.where(is_vertex.unsqueeze(-1), point, weights), 0.0)
-    sources = torch.where(is_vertex.unsqueeze(-1), (owner - vertex_owner).unsqueeze(-1), torch.stack(corners, -1))
-    return torch.where(seen.unsqueeze(-1), sources, 0), weights, seen
+    r = [(t[..., 0] - px, t[..., 1] - py) for t in g]
+    edge = (torch.where(point, 1.0, _cross(*r[1], *r[2])), _cross(*r[2], *r[0]), _cross(*r[0], *r[1]))  # opposite each corner
+    weights = [e.mul_(t[..., 2]) for e, t in zip(edge, g)]
+    total = (weights[0] + weights[1] + weights[2]).clamp_min_(torch.finfo(torch.float32).tiny)  # 0 in holes
+    return corners, tuple(t.div_(total) for t in weights), seen
+
+
+def interpolate(pixels: torch.Tensor, sources, weights) -> torch.Tensor:
+    """Σ_k pixels[sources_k]·weights_k [F, H, W, C]: pixels [N, C] from ``padded_pixels``, sources and
+    weights from ``rasterize``."""
+    f, h, w = weights[0].shape
+    out = pixels.index_select(0, sources[0].view(-1)).view(f, h, w, -1).mul_(weights[0].unsqueeze(-1))
+    for k in (1, 2):
+        out.addcmul_(pixels.index_select(0, sources[k].view(-1)).view(f, h, w, -1), weights[k].unsqueeze(-1))
+    return out
 
 
 def padded_pixels(values: torch.Tensor) -> torch.Tensor:

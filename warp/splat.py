@@ -91,11 +91,7 @@ def splat(values: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K
     values, depth, (u, v, z) = reproject_video(values, depth, transforms, K_source, K_target)
     valid = (depth > 0) & (z > MIN_Z) & torch.isfinite(u) & torch.isfinite(v)
     sources, weights, seen = raster.rasterize(u, v, 1.0 / z.clamp_min(MIN_Z), depth, valid)
-    pixels = raster.padded_pixels(values)
-    warped = pixels[sources[..., 0]].mul_(weights[..., 0:1])
-    for k in (1, 2):
-        warped.addcmul_(pixels[sources[..., k]], weights[..., k:k + 1])
-    return warped, seen
+    return raster.interpolate(raster.padded_pixels(values), sources, weights), seen
 
 
 def forward_warp(images: torch.Tensor, depth: torch.Tensor, transforms: torch.Tensor, K_source: torch.Tensor,
