@@ -614,7 +614,7 @@ and the camera path takes its length from Load Video's *frame_count*.
 Any frame count works: *VAE Encode* pads to the 4k+1 frames the VAE needs (the last frame repeated)
 and *VAE Decode* drops the padding, so the result has exactly your frames. A clip longer than the
 model's window (49 frames for CogVideoX-5B-I2V) is inverted and sampled **window by window**:
-windows share *window_overlap* frames (K-RNR Invert, 12 by default), each window after the first
+windows share *window_overlap* frames (K-RNR Invert, 8 by default), each window after the first
 starts from the previous window's result and blends into it across the overlap. GPU memory stays
 that of one window; time grows with the number of windows; the progress bar covers the whole clip."""
 
