@@ -7,9 +7,11 @@ generation of the same clip, in one run: per-stage time and peak device memory.
 Weights are random (no trained Wan reaches this workplace): the figures are cost, not quality. The
 transformer is core's own WanModel at Wan 2.1 I2V 14B's sizes, its matrices stored as float8_e4m3fn like
 core's ``wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors``, loaded by ``comfy.sd.load_diffusion_model_state_dict``
-(what UNETLoader does with weight_dtype "default"); the VAE is core's Wan 2.1 VAE. The text encoder is
-left out of both sides (a random 512-token umt5 embedding); the CLIP vision output is a random ViT-H
-penultimate state, as CLIPVisionEncode hands WanImageToVideo.
+(what UNETLoader does with weight_dtype "default"); the VAE is core's Wan 2.1 VAE at seeded random
+weights (``tests/_comfy_host.wan21_vae``). The text encoder is left out of both sides (a random
+512-token umt5 embedding); the CLIP vision output is a random ViT-H penultimate state, as
+CLIPVisionEncode hands WanImageToVideo. ``--card-gib 24`` starts ComfyUI as on a 24 GiB card
+(``--reserve-vram`` for the rest): native_wan_24gib.json.
 
 Plain: core's WanImageToVideo (source's first frame) → KSampler (``--steps`` 20, cfg 6, uni_pc / simple,
 core's Wan 2.1 I2V example) → VAE Decode. Method: Forward Warp (exact depth of a procedural scene, orbit)
@@ -30,6 +32,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common as C  # noqa: E402
+
+sys.path.insert(0, os.path.join(C.REPO_ROOT, "tests"))
 
 # Wan 2.1 I2V 14B (the sizes core's model_detection reads from the 14B checkpoint; heads = dim // 128).
 WAN21_I2V_14B = dict(model_type="i2v", in_dim=36, dim=5120, ffn_dim=13824, freq_dim=256, num_heads=40, num_layers=40,
@@ -70,7 +74,8 @@ def random_wan_state(config: dict, device: str, seed: int = 0) -> dict:
     from comfy.ldm.wan.model import WanModel
 
     with torch.device("meta"):
-        shapes = {n: t.shape for n, t in WanModel(operations=comfy.ops.disable_weight_init, **config).state_dict().items()}
+        model = WanModel(operations=comfy.ops.disable_weight_init, **config)
+        shapes = {n: t.shape for n, t in model.state_dict().items()}
     gen = torch.Generator(device).manual_seed(seed)
     state = {}
     for name, shape in shapes.items():
@@ -80,24 +85,6 @@ def random_wan_state(config: dict, device: str, seed: int = 0) -> dict:
         value = torch.randn(shape, generator=gen, device=device, dtype=torch.bfloat16) * WEIGHT_SCALE
         state[name] = (value.to(torch.float8_e4m3fn) if len(shape) >= 2 else value).cpu()
     return state
-
-
-def random_vae(seed: int = 0):
-    """Core's Wan 2.1 VAE with seeded random weights (N(0, 1/fan_in), norms 1, biases 0)."""
-    import comfy.sd
-    from comfy.ldm.wan.vae import WanVAE
-
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for name, tensor in WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                               temperal_downsample=[False, True, True], dropout=0.0).state_dict().items():
-        if name.endswith("gamma") or "norm" in name:
-            state[name] = torch.ones(tensor.shape)
-        elif name.endswith("bias") or tensor.ndim < 2:
-            state[name] = torch.zeros(tensor.shape)
-        else:
-            state[name] = torch.randn(tensor.shape, generator=gen) / tensor[0].numel() ** 0.5
-    return comfy.sd.VAE(sd=state)
 
 
 class VisionOutput:
@@ -181,7 +168,9 @@ def main(argv=None) -> int:
     state = setup.run("random fp8 state dict", random_wan_state, config, device)
     model = setup.run("core load_diffusion_model_state_dict", comfy.sd.load_diffusion_model_state_dict, state)
     del state
-    vae = setup.run("core Wan 2.1 VAE", random_vae)
+    from _comfy_host import wan21_vae  # core's Wan 2.1 VAE at seeded random weights, as the host tests build it
+
+    vae = setup.run("core Wan 2.1 VAE", wan21_vae)
     results["model"] = {"class": type(model.model).__name__, "parameters": sum(p.numel() for p in
                                                                                model.model.parameters()),
                         "weight_dtype": str(model.model.diffusion_model.blocks[0].ffn[0].weight.dtype),
