@@ -439,9 +439,15 @@ def build(flow: Workflow, specs: dict[str, NodeSpec]) -> tuple[dict, dict]:
             continue
         spec = specs[item.type]
         inputs = []
+        # A widget fed by a link: the frontend gives every input of such a node a slot, in the node's own
+        # order (widgets too), and numbers the link's target slot in that list; so does the file.
+        widget_linked = any(s.is_widget and s.name in item.links for s in spec.inputs)
         for socket in spec.inputs:
             if socket.name not in item.links:
-                if not socket.is_widget:
+                if socket.is_widget and widget_linked:
+                    inputs.append({"name": socket.name, "type": socket.type, "widget": {"name": socket.name},
+                                   "link": None})
+                elif not socket.is_widget:
                     entry = {"name": socket.name, "type": socket.type, "link": None}
                     if not socket.required:
                         entry["shape"] = 7  # ComfyUI draws optional sockets hollow
