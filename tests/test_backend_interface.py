@@ -49,6 +49,10 @@ class CogVideoXSide:
         self._folders.enter_context(comfy_folders(scratch_root()))
         self.model = load_tiny_model()
 
+    def close(self):
+        """Give back the model folders' environment (``comfy_folders``) for the tests after this module."""
+        self._folders.close()
+
     def compression(self):
         return self.model.compression()
 
@@ -131,7 +135,9 @@ class NativeSide:
 def side(request, tmp_path_factory):
     import_comfy()
     with torch.inference_mode():
-        yield request.param(tmp_path_factory)
+        built = request.param(tmp_path_factory)
+    yield built
+    getattr(built, "close", lambda: None)()
 
 
 @pytest.fixture(autouse=True)
