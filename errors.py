@@ -15,3 +15,21 @@ class InverseDVSError(ValueError):
 
     __module__ = "builtins"
     __qualname__ = ERROR_TITLE
+
+
+def decode_json(text, source: str, hint: str = ""):
+    """The value of JSON ``text`` (str or bytes), or an InverseDVSError saying where ``source`` breaks,
+    also for what the decoder refuses beyond syntax: an integer too long to convert, nesting too deep."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        reason = f"line {err.lineno}, column {err.colno}: {err.msg}"
+    except UnicodeDecodeError as err:
+        reason = f"byte {err.start} is not UTF-8"
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        reason = str(err).split(";")[0]
+    raise InverseDVSError(f"{source} is not valid JSON ({reason}). {hint}".strip())

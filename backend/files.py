@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import json
 import os
 
-from ..errors import InverseDVSError
+from ..errors import InverseDVSError, decode_json
 
 # A safetensors file: 8-byte little-endian header length, a JSON header, then the tensor data.
 SAFETENSORS_PREFIX_BYTES = 8
@@ -33,12 +32,7 @@ def read_json(path: str, what: str, hint: str) -> dict:
         raise InverseDVSError(f"{what} '{path}' cannot be read ({err.__class__.__name__}). {hint}") from None
     if not text.strip():
         raise InverseDVSError(f"{what} '{path}' is empty. {hint}")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InverseDVSError(
-            f"{what} '{path}' is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}). {hint}"
-        ) from None
+    value = decode_json(text, f"{what} '{path}'", hint)
     if not isinstance(value, dict):
         raise InverseDVSError(f"{what} '{path}' holds a JSON {type(value).__name__}, not an object of settings. {hint}")
     return value
@@ -64,8 +58,8 @@ def safetensors_header(path: str, what: str, hint: str) -> dict:
     except OSError as err:
         raise InverseDVSError(f"{what} '{path}' cannot be read ({err.__class__.__name__}). {hint}") from None
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = decode_json(raw, name)
+    except InverseDVSError:
         raise InverseDVSError(f"{what} '{name}' {NOT_SAFETENSORS}; {hint}") from None
     if not isinstance(header, dict):
         raise InverseDVSError(f"{what} '{name}' {NOT_SAFETENSORS}; {hint}")

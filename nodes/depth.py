@@ -7,14 +7,13 @@ so either can feed Forward Warp.
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import InverseDVSError
+from ..errors import InverseDVSError, decode_json
 from ..warp import depth as dep
 from . import _host, _validate
 from ._choices import Choices
@@ -69,11 +68,12 @@ def check_depth_folder(name: str, node: str) -> str:
 def _read_json(path: str, node: str) -> dict:
     """The JSON object in ``path``, or a clear error naming the file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise InverseDVSError(f"{node}: {path} could not be read as JSON ({str(err)[:MAX_QUOTED_ERROR]}). The model "
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as err:
+        raise InverseDVSError(f"{node}: {path} could not be read ({str(err)[:MAX_QUOTED_ERROR]}). The model "
                               "folder is damaged; download it again.") from None
+    data = decode_json(raw, f"{node}: {path}", "The model folder is damaged; download it again.")
     if not isinstance(data, dict):
         raise InverseDVSError(f"{node}: {path} holds no JSON object; the model folder is damaged, download it again.")
     return data

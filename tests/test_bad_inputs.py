@@ -360,7 +360,7 @@ def _(box):
     DepthEstimate().estimate(frames(), name, "running", 518, 8)
 
 
-@case("Depth Estimate", "an empty config.json in the depth folder", "could not be read as JSON")
+@case("Depth Estimate", "an empty config.json in the depth folder", "config.json is not valid JSON")
 def _(box):
     DepthEstimate().estimate(frames(), depth_folder_with_config(box, "empty-config", b""), "running", 518, 8)
 
@@ -557,7 +557,7 @@ def _(box):
     load_path(colmap_model(box, cameras="1 PINHOLE 96 64 60 60 70 32\n"))
 
 
-@case("Load Camera Path", "a transforms.json that is not valid JSON", "not valid JSON (line 1 column")
+@case("Load Camera Path", "a transforms.json that is not valid JSON", "not valid JSON (line 1, column")
 def _(box):
     load_path(transforms_file(box, '{"frames": [}'))
 

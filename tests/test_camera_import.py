@@ -432,17 +432,29 @@ def test_truncated_binary_files_are_named():
     ({"fl_x": 5, "w": 10, "h": 10, "camera_model": "OPENCV_FISHEYE",
       "frames": [{"transform_matrix": torch.eye(4).tolist()}]}, "camera_model 'OPENCV_FISHEYE'"),
     ({"fl_x": "5", "w": 10, "h": 10, "frames": [{"transform_matrix": torch.eye(4).tolist()}]}, "'fl_x' is \"5\""),
+    ({"fl_x": 10 ** 400, "w": 10, "h": 10, "frames": [{"transform_matrix": torch.eye(4).tolist()}]},
+     "'fl_x' is 1000.*only finite numbers"),  # a JSON integer no float holds
 ])
 def test_bad_transforms_name_the_field(document, message):
     with pytest.raises(InverseDVSError, match=message):
         cio.parse_transforms(json.dumps(document))
 
 
+@pytest.mark.parametrize("text, reason", [
+    ('{"frames": ' + "[" * 100_000, "nested too deeply"),
+    ('{"fl_x": 1' + "0" * 5000 + "}", "Exceeds the limit"),
+    (b'{"fl_x": "\xff"}', "byte 10 is not UTF-8"),
+])
+def test_json_the_decoder_refuses_is_named_not_raised_from_deep_inside(text, reason):
+    with pytest.raises(InverseDVSError, match=f"transforms.json is not valid JSON \\({reason}"):
+        cio.parse_transforms(text)
+
+
 def test_non_finite_json_and_broken_json_are_named():
     text = '{"fl_x": 5, "w": 10, "h": 10, "frames": [{"transform_matrix": [[1,0,0,NaN],[0,1,0,0],[0,0,1,0],[0,0,0,1]]}]}'
     with pytest.raises(InverseDVSError, match="frames\\[0\\]: 'transform_matrix' is nan"):
         cio.parse_transforms(text)
-    with pytest.raises(InverseDVSError, match="not valid JSON \\(line 2 column 1"):
+    with pytest.raises(InverseDVSError, match="not valid JSON \\(line 2, column 1"):
         cio.parse_transforms('{"frames": [\n')
 
 

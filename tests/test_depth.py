@@ -122,7 +122,7 @@ def test_a_folder_of_another_model_type_is_refused(models_root, monkeypatch, tmp
 
 
 @pytest.mark.parametrize("file, content, message", [
-    ("config.json", "", r"config.json could not be read as JSON"),
+    ("config.json", "", r"config.json is not valid JSON"),
     ("config.json", "[1, 2]", r"config.json holds no JSON object"),
     ("preprocessor_config.json", '{"image_mean": [0.5, 0.5], "image_std": [1, 1, 1]}',
      r"image_mean and image_std as 3 numbers"),

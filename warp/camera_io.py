@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import InverseDVSError
+from ..errors import InverseDVSError, decode_json
 from .camera import MAX_FOV_X_DEG, MIN_FOV_X_DEG, POSE_DTYPE, CameraPath, camera_centers, compose, relative_transforms
 
 # ----------------------------------------------------------------------------- identifiers
@@ -438,9 +438,14 @@ def read_colmap(images_path: str) -> ImportedCameras:
 def _json_number(value, where: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InverseDVSError(f"{where}: '{field}' is {json.dumps(value)[:40]}, not a number.")
-    if not math.isfinite(value):
-        raise InverseDVSError(f"{where}: '{field}' is {value}; only finite numbers are allowed.")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        number = math.inf
+    if not math.isfinite(number):
+        shown = value if isinstance(value, float) else f"{str(value)[:12]}… ({len(str(value))} digits)"
+        raise InverseDVSError(f"{where}: '{field}' is {shown}; only finite numbers are allowed.")
+    return number
 
 
 def _matrix(value, where: str, field: str, nearest_rotation: bool = True) -> torch.Tensor:
@@ -500,10 +505,7 @@ def _transforms_lens(frame: dict, top: dict, where: str) -> Lens:
 
 
 def _load_json(text: str, source: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InverseDVSError(f"{source}: not valid JSON (line {err.lineno} column {err.colno}: {err.msg}).") from None
+    return decode_json(text, source, "Export the file again.")
 
 
 def parse_transforms(text: str, source: str = "transforms.json") -> ImportedCameras:
