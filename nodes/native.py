@@ -173,7 +173,9 @@ class NativeInvert:
             "required": {
                 "model": _MODEL,
                 "positive": ("CONDITIONING", {"tooltip": "WanImageToVideo's positive output, made from an empty "
-                                                         "prompt and the first warped frame as start image."}),
+                                                         "prompt and the first warped frame as start image (its length "
+                                                         "the clip's, or 81 for a longer clip: each window gets its "
+                                                         "own image condition)."}),
                 "latent": _CLEAN,
                 "steps": _STEPS,
                 "strength": _STRENGTH,
@@ -204,7 +206,7 @@ class NativeInvert:
         progress = native.Progress(len(spans) * (len(sigmas) - 1))
 
         def invert_window(i, span, x0, condition, anchor):
-            conditioning = native.window_conditioning(positive, span, condition) if len(spans) > 1 else positive
+            conditioning = native.window_conditioning(positive, span, condition)
             return native.invert(model, conditioning, x0, sigmas, model_high_noise, boundary, progress)
 
         noise = windows.invert_windows(samples.float(), spans, None, invert_window)
@@ -393,6 +395,8 @@ class NativeGuider:
         _check_one_window(model, unseen.shape[0], node)
         _validate.check_range(guidance, 0.0, 100.0, "guidance", node)
         _validate.check_range(preservation, 0.0, 100.0, "preservation", node)
+        # the image condition cut (or extended) to the clip's latent frames: WanImageToVideo's length may differ
+        positive, negative = (native.window_conditioning(c, (0, unseen.shape[0]), None) for c in (positive, negative))
         return (native.make_guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance,
                                    int(steps) or None),)
 

@@ -303,3 +303,60 @@ def test_pad_frames_keeps_every_frame_for_core_s_vae_encode(comfy):
     assert nine == 9 and torch.equal(same, padded)
     with pytest.raises(InverseDVSError, match="Pad Frames.*frame counts disagree"):
         n.NativePadFrames().pad(images, mask[:5], Compression(8))
+
+
+def test_an_image_condition_of_another_length_is_cut_or_extended_to_the_clip(comfy, model):
+    """WanImageToVideo's length need not be the clip's: its image condition is cut to the clip (or to each window)
+    and extended with its last frame, so a condition made for 81 frames samples a 49-frame clip exactly as one made
+    for 49 frames with the same frames, and a 177-frame clip window by window."""
+    n = nodes()
+    latent = smooth_latent(13, seed=4)
+    long_samples = torch.cat([latent["samples"], latent["samples"][:, :, -8:]], dim=2)  # 21 latent frames
+    exact, longer = conditionings(latent["samples"]), conditionings(long_samples)
+    mask = torch.zeros(pixels(latent["samples"]))
+    mask[:, :, 16:] = 1.0
+    results = []
+    for conds in (exact, longer):
+        noise = _invert(model, conds, latent, 3)
+        results.append((noise["samples"], _sample(model, conds, latent, noise, mask, 3, k=2, guidance=4.0)["samples"]))
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    clip = smooth_latent(LATENT_FRAMES)
+    window = conditionings(clip["samples"][:, :, :21])  # WanImageToVideo of 81 frames
+    passes = Passes(comfy)
+    noise = _invert(passes.patch(model), window, clip, 2)
+    out = _sample(model, window, clip, noise, torch.zeros(pixels(clip["samples"])), 2)
+    assert noise["inversion"]["windows"] == SPANS and torch.isfinite(out["samples"]).all()
+    process_in = model.get_model_object("process_latent_in")
+    last_window = passes.concat[-1][:, 4:]  # window (24, 45): its frame 0 from the clip, the rest the condition's last
+    assert torch.allclose(last_window[:, :, :1], process_in(clip["samples"][:, :, 24:25]), atol=1e-5)
+    assert torch.allclose(last_window[:, :, 1:], process_in(torch.zeros_like(clip["samples"][:, :, 25:])), atol=1e-5)
+
+
+def test_two_experts_sample_every_window_split_at_the_boundary(comfy, model, long_clip, tmp_path):
+    import comfy.sd
+    import comfy.utils
+
+    from inversedvs.backend import comfy_native
+
+    latent, conds = long_clip
+    high = comfy.sd.load_diffusion_model(save_tiny_wan(str(tmp_path / "high.safetensors"), seed=7))
+    low_calls, high_calls = ModelCalls(comfy), ModelCalls(comfy)
+    low_m, high_m = low_calls.patch(model), high_calls.patch(high)
+    steps, boundary = 6, 0.9
+    noise = nodes().NativeInvert().invert(low_m, conds["empty"], latent, steps, 1.0, "sampling_start", high_m,
+                                          boundary, OVERLAP)[0]
+    evaluated = [float(s) for s in comfy_native.sampling_sigmas(model, steps, 1.0)[:-1]]
+    low_calls.calls = high_calls.calls = 0
+    reports = []
+    saved_hook = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.PROGRESS_BAR_HOOK = lambda value, total, preview, node_id=None: reports.append((value, total))
+    try:
+        out = nodes().NativeSample().sample(low_m, Compression(8), conds["positive"], conds["negative"], latent, noise,
+                                            torch.zeros(pixels(latent["samples"])), steps, 1.0, 2, 4.0, 1.0, True, 42,
+                                            "tensor", high_m, boundary)[0]
+    finally:
+        comfy.utils.PROGRESS_BAR_HOOK = saved_hook
+    assert high_calls.calls == len(SPANS) * sum(s >= boundary for s in evaluated) > 0
+    assert low_calls.calls == len(SPANS) * sum(s < boundary for s in evaluated) > 0
+    assert [v for v, _ in reports] == list(range(1, len(SPANS) * steps + 1))  # one bar through both experts
+    assert torch.isfinite(out["samples"]).all()
