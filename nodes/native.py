@@ -299,7 +299,8 @@ class NativeSigmas:
 
 
 class NativeKRNRNoise:
-    """NOISE for core's samplers whose start is the K-RNR latent (1−σᵏ)·x0 + σᵏ·ε at the grid's first sigma."""
+    """NOISE for core's samplers whose start is the K-RNR latent (1−σᵏ)·x0 + σᵏ·ε at the grid's first sigma (one model
+    window at most: 81 frames on Wan 2.1; Sample (native) runs longer clips window by window)."""
 
     DISPLAY_NAME = "K-RNR Noise (InverseDVS, native)"
     CATEGORY = CATEGORY
@@ -356,7 +357,8 @@ def _krnr_start(model, clean, noise, sigmas, k, node: str) -> tuple[torch.Tensor
 
 
 class NativeGuider:
-    """GUIDER with per-position guidance: guidance (dynamic schedule) in unseen cells, preservation in visible ones."""
+    """GUIDER with per-position guidance: guidance (dynamic schedule) in unseen cells, preservation in visible ones (one
+    model window at most, as K-RNR Noise)."""
 
     DISPLAY_NAME = "Guider (InverseDVS, native)"
     CATEGORY = CATEGORY
@@ -483,10 +485,11 @@ class NativeSample:
         if not recorded:
             return _windows(model, latent_frames, DEFAULT_WINDOW_OVERLAP, node)
         spans = [tuple(int(v) for v in span) for span in recorded]
-        if spans[0][0] != 0 or spans[-1][1] != latent_frames:
+        if spans[0][0] != 0 or spans[-1][1] != latent_frames or \
+                max(end - start for start, end in spans) > _backend().window_latent_frames(model):
             raise InverseDVSError(
-                f"{node}: the noise records windows {spans} that do not cover this clip's {latent_frames} latent "
-                "frames; connect the noise Invert (native) made from this clip."
+                f"{node}: the noise records windows {spans} that do not fit this clip's {latent_frames} latent "
+                "frames or this model's window; connect the noise Invert (native) made from this clip with this model."
             )
         return spans
 
