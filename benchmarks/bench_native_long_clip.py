@@ -10,9 +10,10 @@ wires it: procedural scene (orbit) → Forward Warp → Pad Frames → core VAE 
 the padding dropped. Recorded per length: the windows, the seconds and the device peak of Invert and of Sample,
 and the most latent frames one model pass was given. On the longest length a second run with k = 0, uniform
 guidance and the inversion ending at the sampling start (where sampling marches the inversion back) measures the
-seams: the
-frame-to-frame error |Δout − Δin| of the latent over the pairs where one window hands over to the next, against the
-same measure over the pairs inside windows (the host test's measure, tests/test_native_windows.py).
+seams: the frame-to-frame error |Δout − Δin| of the latent over the pairs where one window hands over to the next,
+against the same measure over the pairs inside windows (the host test's measure, tests/test_native_windows.py).
+``--one-window`` repeats that run with the backend's window widened to the whole clip (one pass over every frame,
+off Wan's training length): the same measures, seconds and peak, windowed against one window.
 Results: benchmarks/results/native_long_clip[_tiny].json with the command.
 """
 
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
                                                          "window is linear in them)")
     p.add_argument("--overlap", type=int, default=8, help="window_overlap of Invert (native)")
     p.add_argument("--no-seams", action="store_true", help="skip the k = 0 seam run on the longest length")
+    p.add_argument("--one-window", action="store_true",
+                   help="also run the k = 0 reconstruction of the longest length in one window over the whole clip")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = p.parse_args(argv)
 
@@ -84,6 +87,7 @@ def main(argv=None) -> int:
     from comfy_extras.nodes_wan import WanImageToVideo
     from nodes import VAEDecode, VAEEncode
 
+    from inversedvs.backend import comfy_native
     from inversedvs.nodes.camera import CameraTrajectory
     from inversedvs.nodes.native import DEFAULT_EXPERT_BOUNDARY, NativeInvert, NativePadFrames, NativeSample
     from inversedvs.nodes.warp import DEPTH_KIND_CHOICES, ForwardWarp
@@ -145,14 +149,30 @@ def main(argv=None) -> int:
             }
             print(frames, results["lengths"][str(frames)], flush=True)
             if frames == max(lengths) and not args.no_seams:
-                noise = NativeInvert().invert(model, pos_inv, latent, args.steps, 1.0, "sampling_start", None,
-                                              DEFAULT_EXPERT_BOUNDARY, args.overlap)[0]
-                back = NativeSample().sample(model, vae, positive, negative_m, latent, noise,
-                                             torch.zeros_like(padded_mask), args.steps, 1.0, 0, 1.0, 1.0, False,
-                                             defaults["seed"])[0]
-                results["seams"] = dict(frames=frames, **seam_metrics(back["samples"], latent["samples"],
-                                                                      noise["inversion"]["windows"]))
+                def reconstruct():
+                    noise = NativeInvert().invert(model, pos_inv, latent, args.steps, 1.0, "sampling_start", None,
+                                                  DEFAULT_EXPERT_BOUNDARY, args.overlap)[0]
+                    back = NativeSample().sample(model, vae, positive, negative_m, latent, noise,
+                                                 torch.zeros_like(padded_mask), args.steps, 1.0, 0, 1.0, 1.0, False,
+                                                 defaults["seed"])[0]
+                    return back["samples"], noise["inversion"]["windows"]
+
+                back, spans = stages.run("k = 0 reconstruction, windowed", reconstruct)
+                results["seams"] = dict(frames=frames, **seam_metrics(back, latent["samples"], spans),
+                                        **stages.table["k = 0 reconstruction, windowed"])
                 print("seams", results["seams"], flush=True)
+                if args.one_window:
+                    saved = comfy_native.WINDOW_FRAMES
+                    comfy_native.WINDOW_FRAMES = max(saved, int(padded.shape[0]))
+                    try:
+                        whole, whole_spans = stages.run("k = 0 reconstruction, one window", reconstruct)
+                    finally:
+                        comfy_native.WINDOW_FRAMES = saved
+                    assert len(whole_spans) == 1
+                    # the windowed run's hand-over pairs, measured on the one-window result
+                    results["one_window"] = dict(frames=frames, **seam_metrics(whole, latent["samples"], spans),
+                                                 **stages.table["k = 0 reconstruction, one window"])
+                    print("one window", results["one_window"], flush=True)
     rows = [results["lengths"][str(f)] for f in lengths]
     per_window = [(r["invert_seconds"] + r["sample_seconds"]) / len(r["windows"]) for r in rows]
     results["summary"] = {"seconds_per_window": [round(s, 3) for s in per_window],
