@@ -19,7 +19,7 @@ import comfy.utils
 import torch
 
 from ..errors import InverseDVSError
-from ..krnr import ddim, levels
+from ..krnr import ddim, levels, windows
 from ..krnr.krnr import krnr_closed_form
 from ..krnr.schedule import check_steps_strength, first_step_index
 
@@ -27,6 +27,14 @@ from ..krnr.schedule import check_steps_strength, first_step_index
 # deterministic move between flow levels (Euler == DDIM with η = 0).
 SCHEDULER = "simple"
 SAMPLER = "euler"
+
+# Wan's VAEs (2.1 and 2.2) compress time 4×: a latent frame holds 4 video frames, the first one 1.
+TEMPORAL_COMPRESSION = 4
+# The clip length each Wan model was trained and configured to generate at once (its window; longer clips are
+# windowed): Wan 2.1 I2V and Wan 2.2 I2V A14B 81 frames (5 s at 16 fps: their configs' frame_num, the length of
+# core's Wan templates); Wan 2.2 TI2V-5B 121 frames (5 s at 24 fps: its config's frame_num).
+WINDOW_FRAMES = 81
+TI2V_WINDOW_FRAMES = 121
 
 
 def prediction_kind(sampling) -> str:
@@ -82,6 +90,74 @@ def first_frame_noise_mask(model, samples: torch.Tensor) -> torch.Tensor | None:
     return mask
 
 
+def window_frames(model) -> int:
+    """Video frames of the model's window (``WINDOW_FRAMES``, or ``TI2V_WINDOW_FRAMES`` for Wan 2.2 TI2V-5B)."""
+    return TI2V_WINDOW_FRAMES if keeps_first_frame(model) else WINDOW_FRAMES
+
+
+def window_latent_frames(model) -> int:
+    """Latent frames of the model's window (Wan 2.1 / 2.2 A14B: 21; TI2V-5B: 31)."""
+    return (window_frames(model) - 1) // TEMPORAL_COMPRESSION + 1
+
+
+def _fit_frames(t: torch.Tensor, span: windows.Span) -> torch.Tensor:
+    """Frames [start, end) of ``t`` [B, C, T, h, w]; where ``t`` ends first, its last frame repeated."""
+    start, end = span
+    part = t[:, :, start:end]
+    if part.shape[2] < end - start:
+        last = t[:, :, -1:] if part.shape[2] == 0 else part[:, :, -1:]
+        part = torch.cat([part, last.expand(-1, -1, end - start - part.shape[2], -1, -1)], dim=2)
+    return part
+
+
+def window_conditioning(conditioning, span: windows.Span, first_frame: torch.Tensor | None):
+    """The CONDITIONING of one window [start, end) of latent frames, from the whole clip's.
+
+    Wan I2V takes its start image as ``concat_latent_image`` [B, C, T, h, w] (LATENT space: what core's
+    WanImageToVideo encodes, the image then grey frames) with ``concat_mask`` [B, 1, T, h, w] (0 = known). Both
+    are cut to the window (their last frame repeated where they end before it); with ``first_frame``
+    [B, C, 1, h, w] (LATENT space: the previous window's result at the window's start) that is the window's
+    known first frame. Everything else (prompt, clip-vision embeds) stays. Entries without an image
+    condition (Wan 2.2 TI2V-5B takes its image as a kept latent frame, ``window_latent``), and entries already
+    of the window's length when ``first_frame`` is None, are passed on as they are.
+    """
+    out = []
+    for embedding, values in conditioning:
+        image = values.get("concat_latent_image")
+        if image is None or (first_frame is None and tuple(span) == (0, image.shape[2])):
+            out.append([embedding, values])
+            continue
+        image = _fit_frames(image, span).clone()
+        mask = values.get("concat_mask")
+        if mask is None and first_frame is not None:
+            mask = torch.ones(image.shape[0], 1, image.shape[2], *image.shape[3:])
+        if mask is not None:
+            mask = _fit_frames(mask, span).clone()
+        if first_frame is not None:
+            frame = first_frame.to(image.device, image.dtype)
+            if frame.shape[-2:] != image.shape[-2:]:  # core scales the image condition to the latent's grid too
+                frame = comfy.utils.common_upscale(frame, image.shape[-1], image.shape[-2], "bilinear", "center")
+            image[:, :, :1] = frame
+            mask[:, :, :1] = 0.0
+        values = dict(values, concat_latent_image=image)
+        if mask is not None:
+            values["concat_mask"] = mask
+        out.append([embedding, values])
+    return out
+
+
+def window_latent(model, samples: torch.Tensor, first_frame: torch.Tensor | None) -> dict:
+    """The sampler's LATENT for one window (``samples``: the window's slice, LATENT space). A model that keeps
+    its first latent frame (Wan 2.2 TI2V-5B) gets it from ``first_frame`` (the previous window's result there)
+    when given, and the noise mask that keeps it."""
+    mask = first_frame_noise_mask(model, samples)
+    if mask is None:
+        return {"samples": samples}
+    if first_frame is not None:
+        samples = torch.cat([first_frame.to(samples.dtype), samples[:, :, 1:]], dim=2)
+    return {"samples": samples, "noise_mask": mask}
+
+
 def to_model_space(model, samples: torch.Tensor) -> torch.Tensor:
     """LATENT samples → the model's space, the way core's guider does it (an all-zero latent is left as is)."""
     samples = samples.float()
@@ -128,6 +204,22 @@ class Progress:
         self.check_cancel()
 
 
+class ClipProgress:
+    """One progress bar, with core's latent previews, over every sampler run of a windowed clip (``total`` steps);
+    ``run(steps)`` gives the callback of the next run of ``steps`` steps."""
+
+    def __init__(self, model, total: int):
+        import latent_preview
+
+        self.preview = latent_preview.prepare_callback(model, int(total))
+        self.total, self.done = int(total), 0
+
+    def run(self, steps: int):
+        offset = self.done
+        self.done += int(steps)
+        return lambda step, x0, x, _steps: self.preview(offset + step, x0, x, self.total)
+
+
 class FlowInversion(comfy.samplers.Sampler):
     """A SAMPLER that marches the clean latent up an ascending sigma grid (deterministic flow inversion).
 
@@ -166,15 +258,16 @@ def expert_split(sigmas: torch.Tensor, boundary: float) -> int:
 
 
 def invert(model, positive, samples: torch.Tensor, sigmas: torch.Tensor, high_noise_model=None,
-           boundary: float = 1.0) -> torch.Tensor:
+           boundary: float = 1.0, progress: Progress | None = None) -> torch.Tensor:
     """Invert LATENT samples [B, C, T, h, w] up ``sigmas`` (ascending from 0) with the I2V conditioning ``positive``.
 
     No classifier-free guidance (one pass per step); a model that keeps its first latent frame
     (``keeps_first_frame``) keeps it clean here too. With ``high_noise_model`` (Wan 2.2 A14B's other
     expert) every move whose target sigma is ≥ ``boundary`` is predicted by it, as sampling would.
+    ``progress``: the bar to advance (a windowed clip shares one); default one of these steps.
     Returns the inverted latent in LATENT space.
     """
-    progress = Progress(len(sigmas) - 1)
+    progress = progress or Progress(len(sigmas) - 1)
     segments = [(model, sigmas)]
     if high_noise_model is not None:
         handover = len(sigmas) - 1 - expert_split(sigmas.flip(0), boundary)
@@ -237,6 +330,8 @@ class PositionGuider(comfy.samplers.CFGGuider):
     one is the same as mixing flow velocities. With every weight 1 only the positive pass runs.
     """
 
+    anchor = None  # a window's pull towards the previous window's result (``set_anchor``)
+
     def set_guidance(self, unseen: torch.Tensor, guidance: float, preservation: float, dynamic: bool,
                      steps: int | None = None) -> None:
         """``steps``: the whole grid's step count for the dynamic schedule (None: the sampler's sigmas, which
@@ -244,6 +339,12 @@ class PositionGuider(comfy.samplers.CFGGuider):
         self.unseen = unseen.bool()
         self.guidance, self.preservation, self.dynamic = float(guidance), float(preservation), bool(dynamic)
         self.steps = int(steps) if steps else None
+
+    def set_anchor(self, anchor: windows.Anchor | None) -> None:
+        """Pull every denoised prediction to ``anchor`` (its target in LATENT space, as ``windows.anchor_for``
+        makes it from the clip's result so far): the overlap blend of a window after the first."""
+        self.anchor = None if anchor is None else windows.Anchor(
+            to_model_space(self.model_patcher, anchor.target), anchor.weight)
 
     def uniform(self) -> bool:
         return not self.dynamic and self.guidance == 1.0 and self.preservation == 1.0
@@ -274,8 +375,9 @@ class PositionGuider(comfy.samplers.CFGGuider):
             unseen = self.unseen.to(x.device)
             weight = torch.where(unseen, self.unseen_weight(timestep, model_options), self.preservation)
             weight = weight.to(x.dtype)[None, None]
-        return comfy.samplers.cfg_function(self.inner_model, cond, uncond, weight, x, timestep,
-                                           model_options=model_options, cond=positive, uncond=negative)
+        denoised = comfy.samplers.cfg_function(self.inner_model, cond, uncond, weight, x, timestep,
+                                               model_options=model_options, cond=positive, uncond=negative)
+        return windows.anchored(denoised, self.anchor)
 
 
 def make_guider(model, positive, negative, unseen: torch.Tensor, guidance: float, preservation: float,
@@ -291,15 +393,26 @@ def sampler():
     return comfy.samplers.sampler_object(SAMPLER)
 
 
-def sample_advanced(noise, guider, sigmas: torch.Tensor, latent: dict) -> dict:
-    """What core's SamplerCustomAdvanced does with these pieces (its own node, so both give the same bits)."""
+def sample_advanced(noise, guider, sigmas: torch.Tensor, latent: dict, progress: ClipProgress | None = None) -> dict:
+    """What core's SamplerCustomAdvanced does with these pieces (its own node, so both give the same bits).
+
+    With ``progress`` (a windowed clip), the same sampler call with that bar's callback in place of the node's
+    own bar of this run's steps."""
     from comfy_extras.nodes_custom_sampler import SamplerCustomAdvanced
 
-    return SamplerCustomAdvanced().sample(noise, guider, sampler(), sigmas, latent)[0]
+    if progress is None:
+        return SamplerCustomAdvanced().sample(noise, guider, sampler(), sigmas, latent)[0]
+    import comfy.sample
+
+    latent = dict(latent, samples=comfy.sample.fix_empty_latent_channels(guider.model_patcher, latent["samples"]))
+    samples = guider.sample(noise.generate_noise(latent), latent["samples"], sampler(), sigmas,
+                            denoise_mask=latent.get("noise_mask"), callback=progress.run(len(sigmas) - 1),
+                            disable_pbar=True, seed=noise.seed)
+    return dict(latent, samples=samples.to(comfy.model_management.intermediate_device()))
 
 
 def sample_experts(noise, guider, sigmas: torch.Tensor, latent: dict, high_noise_guider=None,
-                   boundary: float = 1.0) -> dict:
+                   boundary: float = 1.0, progress: ClipProgress | None = None) -> dict:
     """``sample_advanced``, with Wan 2.2 A14B's high-noise expert (``high_noise_guider``) on the steps evaluated
     at σ ≥ ``boundary`` and ``guider`` (the low-noise expert) on the rest: what core's two-sampler template does,
     the second sampler continuing from the first's latent with no noise added."""
@@ -307,8 +420,8 @@ def sample_experts(noise, guider, sigmas: torch.Tensor, latent: dict, high_noise
 
     split = expert_split(sigmas, boundary) if high_noise_guider is not None else 0
     if split == 0:
-        return sample_advanced(noise, guider, sigmas, latent)
+        return sample_advanced(noise, guider, sigmas, latent, progress)
     if split == len(sigmas) - 1:
-        return sample_advanced(noise, high_noise_guider, sigmas, latent)
-    high = sample_advanced(noise, high_noise_guider, sigmas[:split + 1], latent)
-    return sample_advanced(Noise_EmptyNoise(), guider, sigmas[split:], high)
+        return sample_advanced(noise, high_noise_guider, sigmas, latent, progress)
+    high = sample_advanced(noise, high_noise_guider, sigmas[:split + 1], latent, progress)
+    return sample_advanced(Noise_EmptyNoise(), guider, sigmas[split:], high, progress)

@@ -92,16 +92,21 @@ def anchored(x0: torch.Tensor, anchor: Anchor | None) -> torch.Tensor:
 
 
 # One window's run: (window index, its span, the window's slice of the input, its image condition
-# [B, C, 1, h, w], its anchor or None) → the window's result, the slice's shape.
-WindowRun = Callable[[int, Span, torch.Tensor, torch.Tensor, "Anchor | None"], torch.Tensor]
+# [B, C, 1, h, w] (None for window 0 when the caller gave none), its anchor or None) → the window's
+# result, the slice's shape.
+WindowRun = Callable[[int, Span, torch.Tensor, "torch.Tensor | None", "Anchor | None"], torch.Tensor]
 
 
-def sample_windows(x: torch.Tensor, spans: list[Span], first_condition: torch.Tensor, run: WindowRun) -> torch.Tensor:
+def sample_windows(x: torch.Tensor, spans: list[Span], first_condition: torch.Tensor | None,
+                   run: WindowRun) -> torch.Tensor:
     """Sample a clip window by window: x [B, C, T, h, w] (the start latent) → result, same shape.
 
-    Window 0 is conditioned on ``first_condition``; every later window on the result's latent frame at
+    Window 0 is conditioned on ``first_condition`` (None: the caller conditions window 0 itself, e.g. with
+    a condition that came with the model's inputs); every later window on the result's latent frame at
     its start (made by the window before) and anchored on the frames it shares. Each window's result
     overwrites the clip's result on its span. Only one window's slice is handed to ``run`` at a time.
+    ``x`` is only sliced: it may live in another space than the results (e.g. a sampler's start in the
+    model's space, results in the latent's).
     """
     out = torch.zeros_like(x)
     for i, span in enumerate(spans):
@@ -113,10 +118,12 @@ def sample_windows(x: torch.Tensor, spans: list[Span], first_condition: torch.Te
     return out
 
 
-def invert_windows(x0: torch.Tensor, spans: list[Span], first_condition: torch.Tensor, run: WindowRun) -> torch.Tensor:
+def invert_windows(x0: torch.Tensor, spans: list[Span], first_condition: torch.Tensor | None,
+                   run: WindowRun) -> torch.Tensor:
     """Invert a clip window by window: x0 [B, C, T, h, w] → noise, same shape.
 
-    Window 0 is conditioned on ``first_condition``, every later one on x0's latent frame at its start.
+    Window 0 is conditioned on ``first_condition`` (None: as in ``sample_windows``), every later one on x0's
+    latent frame at its start.
     The noise of each latent frame is taken from the first window holding it: where windows overlap
     the later window pulls its result to the earlier one's, so those frames belong to the earlier one.
     """

@@ -41,11 +41,11 @@ DEFAULT_WINDOW_OVERLAP = 8
 MAX_WINDOW_OVERLAP = 1000
 
 
-def clip_windows(model, latent_frames: int, overlap: int, node: str) -> list[tuple[int, int]]:
-    """The model's windows [start, end) over ``latent_frames`` latent frames sharing ``overlap`` video frames."""
+def clip_windows(latent_frames: int, overlap: int, stride: int, window: int, node: str) -> list[tuple[int, int]]:
+    """Windows [start, end) of ``window`` latent frames over ``latent_frames`` latent frames sharing ``overlap``
+    video frames (``stride``: the VAE's time compression; both from the model's backend)."""
     from ..krnr.windows import window_spans
 
-    stride, window = model.temporal_compression, model.window_latent_frames
     overlap = _validate.check_whole_number(overlap, stride, MAX_WINDOW_OVERLAP, "window_overlap", node)
     if latent_frames > window and (overlap % stride or overlap // stride >= window):
         quarter = max(1, window // 4) * stride
@@ -222,7 +222,8 @@ class KRNRInvert:
         if inversion_end not in INVERSION_ENDS:
             raise InverseDVSError(f"{node}: inversion_end must be one of {', '.join(INVERSION_ENDS)}.")
         model.check_latent_size(samples.shape[3], samples.shape[4], node)
-        spans = clip_windows(model, samples.shape[2], window_overlap, node)
+        spans = clip_windows(samples.shape[2], window_overlap, model.temporal_compression, model.window_latent_frames,
+                             node)
         schedule = model.schedule
         start = schedule.grid(steps, strength)[0]
         timesteps = ddim.inversion_timesteps(schedule, steps, strength, inversion_end == INVERSION_ENDS[1])
@@ -371,7 +372,8 @@ class Sample:
         _, unseen, fully = latent_masks(mask, x_samples, node, *model.compression(),
                                         frame_count=clean.get("frame_count"))
         spans = [tuple(span) for span in (inv or {}).get("windows") or
-                 clip_windows(model, x_samples.shape[2], DEFAULT_WINDOW_OVERLAP, node)]
+                 clip_windows(x_samples.shape[2], DEFAULT_WINDOW_OVERLAP, model.temporal_compression,
+                              model.window_latent_frames, node)]
         pos = text_embeds(positive, model, node, "positive")
         neg = text_embeds(negative, model, node, "negative")
 

@@ -5,6 +5,15 @@ WanImageToVideo the image-conditioned CONDITIONING. These nodes add what core la
 SLM on LATENTs, and a NOISE (the K-RNR start), a GUIDER (per-position guidance) and SIGMAS for
 core's SamplerCustomAdvanced or any sampler that takes them; Sample (Wan) wires all of it.
 Nothing here imports ComfyUI at load time; the backend does, when a node runs.
+
+Clips longer than the model's window (backend: 81 frames for Wan 2.1 / 2.2 A14B, 121 for TI2V-5B) are
+inverted and sampled window by window (``krnr.windows``, as the CogVideoX nodes do): Invert chooses the
+windows (``window_overlap``) and records them, Sample runs the same ones, each window after the first
+conditioned on the previous window's result at its start (Wan I2V: the window's concat_latent_image /
+concat_mask; TI2V-5B: its kept first latent frame) and pulled towards that result across the overlap.
+Core's sampler sees one window at a time, so the five-node wiring (K-RNR Noise, Guider into
+SamplerCustomAdvanced) refuses clips longer than one window. Core's VAE Encode drops the frames past
+the last 4k+1; Pad Frames pads the warped video and its mask so none is lost.
 """
 
 from __future__ import annotations
@@ -14,8 +23,9 @@ import torch
 from ..errors import InverseDVSError
 from ..krnr.noise_init import seeded_generator
 from . import _validate
-from .diffusion import (DEFAULT_GUIDANCE, DEFAULT_K, DEFAULT_PRESERVATION, DEFAULT_SEED, DEFAULT_STRENGTH, INVERSION_ENDS,
-                        MAX_K, MAX_SEED, SLM_SCOPES, check_pairing, latent_masks)
+from .diffusion import (DEFAULT_GUIDANCE, DEFAULT_K, DEFAULT_PRESERVATION, DEFAULT_SEED, DEFAULT_STRENGTH,
+                        DEFAULT_WINDOW_OVERLAP, INVERSION_ENDS, MAX_K, MAX_SEED, MAX_WINDOW_OVERLAP, SLM_SCOPES,
+                        check_pairing, clip_windows, latent_masks)
 
 CATEGORY = "InverseDVS/native"
 # Inversion of the native path: to the sampling start is what reconstructs with k = 0.
@@ -57,6 +67,11 @@ _HIGH_NOISE = ("MODEL", {"tooltip": "Wan 2.2 A14B only: the high-noise expert (i
 _BOUNDARY = ("FLOAT", {"default": DEFAULT_EXPERT_BOUNDARY, "min": 0.0, "max": 1.0, "step": 0.005,
                        "tooltip": "With two experts: steps at σ ≥ this use the high-noise expert (Wan 2.2 I2V A14B: "
                                   "0.9, T2V A14B: 0.875); inversion and sampling switch at the same σ."})
+_WINDOW_OVERLAP = ("INT", {"default": DEFAULT_WINDOW_OVERLAP, "min": 4, "max": MAX_WINDOW_OVERLAP, "step": 4,
+                           "tooltip": "Clips longer than the model's window (81 frames for Wan 2.1 / 2.2 A14B, 121 for "
+                                      "Wan 2.2 TI2V-5B) are inverted and sampled in windows that share this many "
+                                      "frames (a multiple of 4); Sample (native) uses the same windows. More overlap: "
+                                      "smoother seams, more passes. Unused when the clip fits one window."})
 _DYNAMIC = ("BOOLEAN", {"default": True,
                         "tooltip": "The reference's dynamic (cosine) guidance schedule in unseen cells, on the "
                                    "model's timestep (1000·σ for Wan)."})
@@ -80,6 +95,26 @@ def _check_model_latent(model, latent, node: str, name: str) -> torch.Tensor:
     return samples
 
 
+def _windows(model, latent_frames: int, overlap: int, node: str) -> list[tuple[int, int]]:
+    """The model's windows [start, end) over ``latent_frames`` latent frames sharing ``overlap`` video frames."""
+    native = _backend()
+    return clip_windows(latent_frames, overlap, native.TEMPORAL_COMPRESSION, native.window_latent_frames(model), node)
+
+
+def _check_one_window(model, latent_frames: int, node: str) -> None:
+    """Core's sampler runs one window: refuse a clip longer than the model's window, naming what runs it."""
+    native = _backend()
+    window = native.window_latent_frames(model)
+    if latent_frames > window:
+        frames = (latent_frames - 1) * native.TEMPORAL_COMPRESSION + 1
+        raise InverseDVSError(
+            f"{node}: the clip is {frames} frames ({latent_frames} latent frames), longer than this model's window "
+            f"of {native.window_frames(model)} frames, and a sampler runs one window at once. Use Sample "
+            "(InverseDVS, native), which samples a long clip window by window as Invert (native) inverted it, or "
+            f"cut the video to at most {native.window_frames(model)} frames (core's ImageFromBatch)."
+        )
+
+
 def _clean_and_noise(model, clean, noise, node: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The samples of the clean latent and the inverted noise: the model's channels, paired as
     ``diffusion.check_pairing`` requires (one shape, not swapped)."""
@@ -87,6 +122,40 @@ def _clean_and_noise(model, clean, noise, node: str) -> tuple[torch.Tensor, torc
     eps_samples = _check_model_latent(model, noise, node, "noise")
     check_pairing(clean, noise, node)
     return x_samples, eps_samples
+
+
+class NativePadFrames:
+    """Pad the warped video and its hole mask to the VAE's 4k+1 frames (the last frame repeated) for core's VAE Encode,
+    which drops the frames past the last 4k+1; frame_count (the real frames) drops the padding again after decoding."""
+
+    DISPLAY_NAME = "Pad Frames (InverseDVS, native)"
+    CATEGORY = CATEGORY
+    FUNCTION = "pad"
+    RETURN_TYPES = ("IMAGE", "MASK", "INT")
+    RETURN_NAMES = ("images", "mask", "frame_count")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The warped video from Forward Warp, any number of frames."}),
+                "mask": ("MASK", {"tooltip": "Its hole mask from Forward Warp, same frames and size."}),
+                "vae": ("VAE", {"tooltip": "The model's VAE (core's Load VAE): its time compression sets the padding "
+                                           "(Wan: to 4k+1 frames)."}),
+            }
+        }
+
+    def pad(self, images, mask, vae):
+        from ..krnr.windows import pad_frames, padded_count
+
+        node = self.DISPLAY_NAME
+        images = _validate.check_image(images, "images", node)
+        mask = _validate.check_mask(mask, "mask", node)
+        frames = _validate.check_frame_counts(node, images=images.shape[0], mask=mask.shape[0])
+        _validate.check_same_size(node, images=tuple(images.shape[1:3]), mask=tuple(mask.shape[1:3]))
+        temporal, _ = _backend().compression(vae, node)
+        count = padded_count(frames, temporal)
+        return (pad_frames(images, count), pad_frames(mask, count), frames)
 
 
 class NativeInvert:
@@ -104,7 +173,9 @@ class NativeInvert:
             "required": {
                 "model": _MODEL,
                 "positive": ("CONDITIONING", {"tooltip": "WanImageToVideo's positive output, made from an empty "
-                                                         "prompt and the first warped frame as start image."}),
+                                                         "prompt and the first warped frame as start image (its length "
+                                                         "the clip's, or 81 for a longer clip: each window gets its "
+                                                         "own image condition)."}),
                 "latent": _CLEAN,
                 "steps": _STEPS,
                 "strength": _STRENGTH,
@@ -114,11 +185,13 @@ class NativeInvert:
                                "sampling then reconstructs the input). terminal: up to σ = 1, where the result is "
                                "the model's noise and forgets the input (K-RNR re-injects it)."}),
             },
-            "optional": {"model_high_noise": _HIGH_NOISE, "boundary": _BOUNDARY},
+            "optional": {"model_high_noise": _HIGH_NOISE, "boundary": _BOUNDARY, "window_overlap": _WINDOW_OVERLAP},
         }
 
     def invert(self, model, positive, latent, steps, strength, inversion_end, model_high_noise=None,
-               boundary=DEFAULT_EXPERT_BOUNDARY):
+               boundary=DEFAULT_EXPERT_BOUNDARY, window_overlap=DEFAULT_WINDOW_OVERLAP):
+        from ..krnr import windows
+
         node = self.DISPLAY_NAME
         native = _backend()
         native.check_flow_model(model, node)
@@ -128,10 +201,18 @@ class NativeInvert:
         if inversion_end not in INVERSION_ENDS:
             raise InverseDVSError(f"{node}: inversion_end must be one of {', '.join(INVERSION_ENDS)}.")
         boundary = _check_experts(model, model_high_noise, boundary, node)
+        spans = _windows(model, samples.shape[2], window_overlap, node)
         sigmas = native.inversion_sigmas(model, steps, strength, inversion_end == INVERSION_ENDS[1])
-        noise = native.invert(model, positive, samples, sigmas, model_high_noise, boundary)
+        progress = native.Progress(len(spans) * (len(sigmas) - 1))
+
+        def invert_window(i, span, x0, condition, anchor):
+            conditioning = native.window_conditioning(positive, span, condition)
+            return native.invert(model, conditioning, x0, sigmas, model_high_noise, boundary, progress)
+
+        noise = windows.invert_windows(samples.float(), spans, None, invert_window)
         start = float(native.sampling_sigmas(model, steps, strength)[0])
-        info = {"steps": steps, "strength": strength, "start_sigma": start, "end_sigma": float(sigmas[-1])}
+        info = {"steps": steps, "strength": strength, "start_sigma": start, "end_sigma": float(sigmas[-1]),
+                "windows": spans}
         return ({"samples": noise, "inversion": info},)
 
 
@@ -218,7 +299,8 @@ class NativeSigmas:
 
 
 class NativeKRNRNoise:
-    """NOISE for core's samplers whose start is the K-RNR latent (1−σᵏ)·x0 + σᵏ·ε at the grid's first sigma."""
+    """NOISE for core's samplers whose start is the K-RNR latent (1−σᵏ)·x0 + σᵏ·ε at the grid's first sigma (one model
+    window at most: 81 frames on Wan 2.1; Sample (native) runs longer clips window by window)."""
 
     DISPLAY_NAME = "K-RNR Noise (InverseDVS, native)"
     CATEGORY = CATEGORY
@@ -241,34 +323,42 @@ class NativeKRNRNoise:
 
     def noise(self, model, clean, noise, sigmas, k):
         node = self.DISPLAY_NAME
-        native = _backend()
-        native.check_flow_model(model, node)
-        x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
-        if not (clean.get("slm") and noise.get("slm")):
-            raise InverseDVSError(
-                f"{node}: connect the clean and noise outputs of Stochastic Latent Modulation (InverseDVS, native); "
-                "K-RNR starts from the modulated latents."
-            )
-        if int(k) < 0:
-            raise InverseDVSError(f"{node}: k = {k}; the K-RNR order must be 0 or more.")
-        if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or sigmas.numel() < 2:
-            raise InverseDVSError(f"{node}: sigmas must be a grid of at least one step (SIGMAS).")
-        sigma0 = sigmas[0].float()
-        inv = noise.get("inversion")
-        if inv is not None and abs(float(sigma0) - inv["start_sigma"]) > SIGMA_MATCH:
-            raise InverseDVSError(
-                f"{node}: the noise was inverted for a sampling start at σ = {inv['start_sigma']:.6f} (steps "
-                f"{inv['steps']}, strength {inv['strength']}) but the sigmas start at σ = {float(sigma0):.6f}. Use "
-                "the same steps and strength for Invert and Sigmas."
-            )
-        x0 = native.to_model_space(model, x_samples)
-        eps = native.to_model_space(model, eps_samples)
-        start = native.krnr_start(x0, eps, float(sigma0), int(k))
-        return (native.StartNoise(model, start, sigma0, clean.get("slm_seed", DEFAULT_SEED), node),)
+        start, sigma0 = _krnr_start(model, clean, noise, sigmas, k, node)
+        _check_one_window(model, start.shape[2], node)
+        return (_backend().StartNoise(model, start, sigma0, clean.get("slm_seed", DEFAULT_SEED), node),)
+
+
+def _krnr_start(model, clean, noise, sigmas, k, node: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The K-RNR start (model space, the clip's shape) and the grid's first sigma, the inputs checked as K-RNR
+    Noise (native) checks them."""
+    native = _backend()
+    native.check_flow_model(model, node)
+    x_samples, eps_samples = _clean_and_noise(model, clean, noise, node)
+    if not (clean.get("slm") and noise.get("slm")):
+        raise InverseDVSError(
+            f"{node}: connect the clean and noise outputs of Stochastic Latent Modulation (InverseDVS, native); "
+            "K-RNR starts from the modulated latents."
+        )
+    if int(k) < 0:
+        raise InverseDVSError(f"{node}: k = {k}; the K-RNR order must be 0 or more.")
+    if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1 or sigmas.numel() < 2:
+        raise InverseDVSError(f"{node}: sigmas must be a grid of at least one step (SIGMAS).")
+    sigma0 = sigmas[0].float()
+    inv = noise.get("inversion")
+    if inv is not None and abs(float(sigma0) - inv["start_sigma"]) > SIGMA_MATCH:
+        raise InverseDVSError(
+            f"{node}: the noise was inverted for a sampling start at σ = {inv['start_sigma']:.6f} (steps "
+            f"{inv['steps']}, strength {inv['strength']}) but the sigmas start at σ = {float(sigma0):.6f}. Use "
+            "the same steps and strength for Invert and Sigmas."
+        )
+    x0 = native.to_model_space(model, x_samples)
+    eps = native.to_model_space(model, eps_samples)
+    return native.krnr_start(x0, eps, float(sigma0), int(k)), sigma0
 
 
 class NativeGuider:
-    """GUIDER with per-position guidance: guidance (dynamic schedule) in unseen cells, preservation in visible ones."""
+    """GUIDER with per-position guidance: guidance (dynamic schedule) in unseen cells, preservation in visible ones (one
+    model window at most, as K-RNR Noise)."""
 
     DISPLAY_NAME = "Guider (InverseDVS, native)"
     CATEGORY = CATEGORY
@@ -304,8 +394,11 @@ class NativeGuider:
         native = _backend()
         native.check_flow_model(model, node)
         unseen = _validate.check_mask(latent_unseen, "latent_unseen", node) > 0.5
+        _check_one_window(model, unseen.shape[0], node)
         _validate.check_range(guidance, 0.0, 100.0, "guidance", node)
         _validate.check_range(preservation, 0.0, 100.0, "preservation", node)
+        # the image condition cut (or extended) to the clip's latent frames: WanImageToVideo's length may differ
+        positive, negative = (native.window_conditioning(c, (0, unseen.shape[0]), None) for c in (positive, negative))
         return (native.make_guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance,
                                    int(steps) or None),)
 
@@ -343,20 +436,62 @@ class NativeSample:
 
     def sample(self, model, vae, positive, negative, clean, noise, mask, steps, strength, k, guidance, preservation,
                dynamic_guidance, seed, scope=SLM_SCOPES[0], model_high_noise=None, boundary=DEFAULT_EXPERT_BOUNDARY):
+        node = self.DISPLAY_NAME
+        native = _backend()
         clean_m, noise_m, unseen = NativeModulate().modulate(model, vae, clean, noise, mask, seed, scope)
         (sigmas,) = NativeSigmas().sigmas(model, steps, strength)
-        (start,) = NativeKRNRNoise().noise(model, clean_m, noise_m, sigmas, k)
-        boundary = _check_experts(model, model_high_noise, boundary, self.DISPLAY_NAME)
+        boundary = _check_experts(model, model_high_noise, boundary, node)
         # split between two experts, each guider still counts the whole grid's steps
         grid_steps = len(sigmas) - 1 if model_high_noise is not None else 0
-        (guider,) = NativeGuider().guider(model, positive, negative, unseen, guidance, preservation, dynamic_guidance,
-                                          grid_steps)
-        high = None if model_high_noise is None else NativeGuider().guider(
-            model_high_noise, positive, negative, unseen, guidance, preservation, dynamic_guidance, grid_steps)[0]
+        spans = self._spans(model, clean_m["samples"].shape[2], noise, node)
         # a model that keeps its first latent frame gets SLM's clean LATENT, which carries the noise mask
         latent = clean_m if "noise_mask" in clean_m else {"samples": clean["samples"]}
-        out = _backend().sample_experts(start, guider, sigmas, latent, high, boundary)
-        return ({"samples": out["samples"]},)
+        if len(spans) == 1:  # the five-node wiring, as is
+            (start,) = NativeKRNRNoise().noise(model, clean_m, noise_m, sigmas, k)
+            (guider,) = NativeGuider().guider(model, positive, negative, unseen, guidance, preservation,
+                                              dynamic_guidance, grid_steps)
+            high = None if model_high_noise is None else NativeGuider().guider(
+                model_high_noise, positive, negative, unseen, guidance, preservation, dynamic_guidance, grid_steps)[0]
+            out = native.sample_experts(start, guider, sigmas, latent, high, boundary)
+            return ({"samples": out["samples"]},)
+
+        from ..krnr import windows
+
+        start, sigma0 = _krnr_start(model, clean_m, noise_m, sigmas, k, node)
+        slm_seed = clean_m.get("slm_seed", DEFAULT_SEED)
+        progress = native.ClipProgress(model, len(spans) * (len(sigmas) - 1))
+
+        def guider_of(expert, span, condition, anchor):
+            pos, neg = (native.window_conditioning(c, span, condition) for c in (positive, negative))
+            (guider,) = NativeGuider().guider(expert, pos, neg, unseen[span[0]:span[1]], guidance, preservation,
+                                              dynamic_guidance, grid_steps)
+            guider.set_anchor(anchor)
+            return guider
+
+        def sample_window(i, span, window_start, condition, anchor):
+            window_latent = native.window_latent(model, latent["samples"][:, :, span[0]:span[1]], condition)
+            high = None if model_high_noise is None else guider_of(model_high_noise, span, condition, anchor)
+            out = native.sample_experts(native.StartNoise(model, window_start, sigma0, slm_seed, node),
+                                        guider_of(model, span, condition, anchor), sigmas, window_latent, high,
+                                        boundary, progress)
+            return out["samples"].float().cpu()
+
+        return ({"samples": windows.sample_windows(start, spans, None, sample_window)},)
+
+    @staticmethod
+    def _spans(model, latent_frames: int, noise: dict, node: str) -> list[tuple[int, int]]:
+        """The windows Invert (native) recorded with the noise, else the model's default ones."""
+        recorded = (noise.get("inversion") or {}).get("windows")
+        if not recorded:
+            return _windows(model, latent_frames, DEFAULT_WINDOW_OVERLAP, node)
+        spans = [tuple(int(v) for v in span) for span in recorded]
+        if spans[0][0] != 0 or spans[-1][1] != latent_frames or \
+                max(end - start for start, end in spans) > _backend().window_latent_frames(model):
+            raise InverseDVSError(
+                f"{node}: the noise records windows {spans} that do not fit this clip's {latent_frames} latent "
+                "frames or this model's window; connect the noise Invert (native) made from this clip with this model."
+            )
+        return spans
 
 
-NODES = (NativeInvert, NativeModulate, NativeSigmas, NativeKRNRNoise, NativeGuider, NativeSample)
+NODES = (NativePadFrames, NativeInvert, NativeModulate, NativeSigmas, NativeKRNRNoise, NativeGuider, NativeSample)

@@ -147,6 +147,9 @@ REMOVED_SINCE_0_1 = {("InverseDVS_LoadVideo", "trim_to_4k_plus_1"): True}
 # Frames the long-clip workflow loads in the check: more than the tiny model's 9-frame window, not 4k+1, so it is
 # padded, run in windows (3 of 3 latent frames) and the padding dropped again.
 LONG_RUN_FRAMES = 19
+# Frames the native long-clip workflow loads: not 4k+1, so Pad Frames pads them to 21 for core's VAE Encode and the
+# ImageFromBatch after VAE Decode drops the padding again (Wan's 81-frame window is too long for a CPU check).
+WAN_LONG_RUN_FRAMES = 18
 # Choice lists that come from the user's folders: compared by content the check put there.
 FOLDER_CHOICES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): (TINY_VIDEO_MODEL,),
@@ -534,6 +537,18 @@ def check_wan_run(server: Server, name: str, base: str) -> str:
             f"stood in for; {line}")
 
 
+def check_wan_long_run(server: Server, name: str, base: str) -> str:
+    """The native long-clip workflow on WAN_LONG_RUN_FRAMES frames through core's loaders: every saved video has
+    exactly that many frames."""
+    overrides = {**FULL_RUN_OVERRIDES, ("InverseDVS_LoadVideo", "frame_load_cap"): WAN_LONG_RUN_FRAMES}
+    prompt, swapped = with_encoder_stand_ins(apply_overrides(load_api(name), overrides))
+    line, videos = check_run(server, name, base, prompt=prompt)
+    frames = {n for _, n, _ in videos.values()}
+    if frames != {WAN_LONG_RUN_FRAMES}:
+        raise CheckFailed(f"{name}: wrote videos of {frames} frames, expected {WAN_LONG_RUN_FRAMES}")
+    return f"{WAN_LONG_RUN_FRAMES} frames padded to 21 for core's VAE Encode and cut back after decoding; {line}"
+
+
 def check_image_run(server: Server, name: str, base: str) -> str:
     """The SD 1.5 novel-view workflow through POST /prompt: core's Load Checkpoint / CLIP Text Encode / VAE Encode /
     VAE Decode / Save Image on the tiny checkpoint, one image in, one new view saved."""
@@ -825,7 +840,7 @@ def main(argv=None) -> int:
         return 2
 
     names = [flow.name for flow in mw.workflows()]
-    geometry, full, sweep, wan, long_clip, image = names
+    geometry, full, sweep, wan, long_clip, image, wan_long = names
     base = tempfile.mkdtemp(prefix="inversedvs_host_")
     server = None
     ok = True
@@ -853,6 +868,7 @@ def main(argv=None) -> int:
             report(True, f"run {wan} (tiny Wan)", check_wan_run(server, wan, base))
             report(True, f"run {long_clip} (tiny models)", check_long_run(server, long_clip, base))
             report(True, f"run {image} (tiny SD 1.5)", check_image_run(server, image, base))
+            report(True, f"run {wan_long} (tiny Wan)", check_wan_long_run(server, wan_long, base))
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:

@@ -667,6 +667,21 @@ For another sampler, wire the five nodes instead: *Stochastic Latent Modulation*
 *K-RNR Noise*, *Guider* (native) and core's *KSamplerSelect* into *SamplerCustomAdvanced* (same
 bits with euler)."""
 
+WAN_LONG_NOTE = """## InverseDVS on Wan 2.1 I2V 14B, a clip of any length
+
+The Wan workflow with **every frame** of the video: *Load Video* keeps them all (*frame_load_cap* 0)
+and the camera path takes its length from Load Video's *frame_count*.
+
+**Pad Frames** pads the warped video and its holes to the 4k+1 frames Wan's VAE takes (the last
+frame repeated; core's *VAE Encode* would drop the rest) and the *ImageFromBatch* after *VAE Decode*
+keeps the first *frame_count* frames: the result has exactly your frames.
+
+A clip longer than Wan's window (**81 frames**) is inverted and sampled **window by window**:
+windows share *window_overlap* frames (Invert, 8 by default), each window after the first starts
+from the previous window's result (its image condition) and blends into it across the overlap.
+WanImageToVideo's *length* stays 81: each window gets its own image condition. GPU memory stays
+that of one window; time grows with the number of windows; the progress bar covers the whole clip."""
+
 WAN_NEGATIVE = "blurry, distorted, deformed, flickering, low quality, watermark, text, static frame"
 WAN_FPS = 16.0  # Wan 2.1 clips play at 16 frames per second
 WAN_SIZE = {"width": 832, "height": 480, "length": 81}  # core's Wan 2.1 I2V 480p template
@@ -773,7 +788,8 @@ def workflows() -> list[Workflow]:
          Group("Save", ("warped_video", "warped_save", "mask_video", "mask_save"), GROUP_COLORS["output"])],
     )
     return [geometry, _full("inversedvs_full_pipeline", FULL_NOTE), _sweep(), _wan_workflow(),
-            _full("inversedvs_long_clip", LONG_NOTE, whole_clip=True), _fusion_workflow()]
+            _full("inversedvs_long_clip", LONG_NOTE, whole_clip=True), _fusion_workflow(),
+            _wan_workflow("inversedvs_wan21_long_clip_native", WAN_LONG_NOTE, whole_clip=True)]
 
 
 def _full(name: str, note: str, whole_clip: bool = False) -> Workflow:
@@ -837,15 +853,26 @@ def _sweep() -> Workflow:
     )
 
 
-def _wan_workflow() -> Workflow:
-    """Wan 2.1 I2V 14B with core's loaders, WanImageToVideo, VAE Encode / Decode and the native nodes."""
-    geometry = _geometry(0, depth_from_video=False)
+def _wan_workflow(name: str = "inversedvs_wan21_i2v_native", note: str = WAN_NOTE, whole_clip: bool = False) -> Workflow:
+    """Wan 2.1 I2V 14B with core's loaders, WanImageToVideo, VAE Encode / Decode and the native nodes. ``whole_clip``:
+    every frame of the file, padded for core's VAE Encode (Pad Frames) and the padding dropped after VAE Decode."""
+    geometry = _geometry(0, depth_from_video=False, whole_clip=whole_clip)
     frames, width, height = WAN_SIZE["length"], WAN_SIZE["width"], WAN_SIZE["height"]
     for node in geometry:
         if node.key == "video":
-            node.values.update(frame_load_cap=frames, width=width, height=height)
-        elif node.key == "path":
+            node.values.update(width=width, height=height, **({} if whole_clip else {"frame_load_cap": frames}))
+        elif node.key == "path" and not whole_clip:
             node.values.update(frames=frames)
+    # the video the model sees: the warp, or the warp padded to 4k+1 frames; the result: decoded, or its real frames
+    video, holes = (("pad", "images"), ("pad", "mask")) if whole_clip else (("warp", "warped"), ("warp", "mask"))
+    result = ("trim", "IMAGE") if whole_clip else ("decode", "IMAGE")
+    padding = [
+        Node("pad", P + "NativePadFrames", "Pad Frames (no frame lost)", 2,
+             links={"images": ("warp", "warped"), "mask": ("warp", "mask"), "vae": ("vae", "VAE")}, band=1),
+        Node("trim", "ImageFromBatch", "Drop the padding (first frame_count frames)", 5,
+             links={"image": ("decode", "IMAGE"), "length": ("pad", "frame_count")}, values={"batch_index": 0},
+             band=1),
+    ] if whole_clip else []
 
     def i2v(key: str, positive: str, title: str) -> Node:
         return Node(key, "WanImageToVideo", title, 3,
@@ -855,7 +882,7 @@ def _wan_workflow() -> Workflow:
                     values=dict(WAN_SIZE), band=1)
 
     items = [
-        Note("about", WAN_NOTE, 0), *geometry,
+        Note("about", note, 0), *geometry,
         Node("unet", "UNETLoader", "Load Diffusion Model (Wan 2.1 I2V 14B)", 0, color="model",
              values={"unet_name": WAN_FILES["diffusion_models"]}, band=1),
         Node("clip", "CLIPLoader", "Load CLIP (umt5-xxl)", 0, color="model",
@@ -877,7 +904,7 @@ def _wan_workflow() -> Workflow:
              links={"clip_vision": ("clip_vision", "CLIP_VISION"), "image": ("first_frame", "IMAGE")},
              values={"crop": "none"}, band=1),
         Node("encode", "VAEEncode", "VAE Encode (warped video)", 2,
-             links={"pixels": ("warp", "warped"), "vae": ("vae", "VAE")}, band=1),
+             links={"pixels": video, "vae": ("vae", "VAE")}, band=1),
         i2v("i2v_invert", "empty", "WanImageToVideo: empty prompt (inversion)"),
         i2v("i2v", "prompt", "WanImageToVideo: prompt (sampling)"),
         Node("invert", P + "NativeInvert", "Invert (runs once)", 4,
@@ -886,19 +913,20 @@ def _wan_workflow() -> Workflow:
         Node("sample", P + "NativeSample", "Sample (change k / guidance / seed here)", 4,
              links={"model": ("unet", "MODEL"), "vae": ("vae", "VAE"), "positive": ("i2v", "positive"),
                     "negative": ("i2v", "negative"), "clean": ("encode", "LATENT"), "noise": ("invert", "noise"),
-                    "mask": ("warp", "mask")}, band=1),
+                    "mask": holes}, band=1),
         Note("sample_note", WAN_SAMPLE_NOTE, 4, band=1),
         Node("decode", "VAEDecode", "VAE Decode", 5, links={"samples": ("sample", "latent"), "vae": ("vae", "VAE")},
              band=1),
-        Node("result_preview", "PreviewImage", "Preview: result", 5, links={"images": ("decode", "IMAGE")}, band=1),
-        Node("result_save", P + "SaveVideo", "Save: result", 5, links={"images": ("decode", "IMAGE")},
+        *padding,
+        Node("result_preview", "PreviewImage", "Preview: result", 5, links={"images": result}, band=1),
+        Node("result_save", P + "SaveVideo", "Save: result", 5, links={"images": result},
              values={"fps": WAN_FPS, "filename_prefix": "InverseDVS/wan_result"}, color="output", band=1),
     ]
     wan_keys = ("unet", "clip", "vae", "clip_vision", "model_note", "prompt", "negative", "empty", "first_frame",
                 "vision_encode", "encode", "i2v_invert", "i2v", "invert", "sample", "sample_note", "decode",
-                "result_preview")
+                "result_preview") + tuple(node.key for node in padding)
     return Workflow(
-        "inversedvs_wan21_i2v_native",
+        name,
         items,
         [Group("1 · Geometry (seconds, no GPU)", ("about",) + GEOMETRY_KEYS, GROUP_COLORS["geometry"]),
          Group("2 · Wan 2.1 I2V (core loaders): invert once, sample many times", wan_keys, GROUP_COLORS["diffusion"]),
@@ -1067,6 +1095,9 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         "inversedvs_long_clip": [
             [_tile(video[0], "input: every frame"), _tile(warped[middle], "warp, middle frame")],
             [_tile(warped[last], "warp, last frame"), _tile(path[0], "camera path as long as the clip")]],
+        "inversedvs_wan21_long_clip_native": [
+            [_tile(video[0], "input: every frame"), _tile(warped[middle], "warp, middle frame")],
+            [_tile(holes[last], "holes Wan fills, window by window"), _tile(path[0], "camera path as long as the clip")]],
     }
     written = []
     for name, rows in pictures.items():

@@ -42,7 +42,8 @@ def test_pack_runs_in_comfyui(tmp_path):
     for check in ("pack imported", "sample clips", "/object_info", "templates", "run inversedvs_geometry_preview",
                   "unknown choice", "error dialog", "run inversedvs_full_pipeline (tiny models)",
                   "run inversedvs_full_pipeline as first saved", "run inversedvs_sweep_k_guidance",
-                  "run inversedvs_wan21_i2v_native (tiny Wan)", "run inversedvs_sd15_novel_view_fusion (tiny SD 1.5)"):
+                  "run inversedvs_wan21_i2v_native (tiny Wan)", "run inversedvs_sd15_novel_view_fusion (tiny SD 1.5)",
+                  "run inversedvs_wan21_long_clip_native (tiny Wan)"):
         assert any(line.startswith("[ok] " + check) for line in lines), check
     assert not any(line.startswith("[FAIL]") for line in lines)
     if any(line.startswith("[ok] frontend") for line in lines):

@@ -31,7 +31,8 @@ SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 EXPECTED = {"inversedvs_geometry_preview", "inversedvs_full_pipeline", "inversedvs_sweep_k_guidance",
-            "inversedvs_wan21_i2v_native", "inversedvs_long_clip", "inversedvs_sd15_novel_view_fusion"}
+            "inversedvs_wan21_i2v_native", "inversedvs_long_clip", "inversedvs_sd15_novel_view_fusion",
+            "inversedvs_wan21_long_clip_native"}
 # The reference's sampling settings (DESIGN §1): what the full workflow must start from.
 REFERENCE_SAMPLE = {"steps": 30, "strength": 0.98, "guidance": 10.0, "preservation": 1.0, "seed": 42}
 WAN_TEMPLATE_STEPS = 20
@@ -334,6 +335,31 @@ def test_long_clip_workflow_keeps_every_frame_and_sizes_the_path_by_the_clip():
     (stitch,) = by_type(ui, "ImageStitch")  # input and result side by side: the same frame count
     assert {name: src["id"] for name, (src, _) in _inputs_from(ui, stitch).items()} == {
         "image1": video["id"], "image2": decode["id"]}
+
+
+def test_native_long_clip_workflow_pads_for_core_s_vae_and_drops_the_padding_after_decoding():
+    ui = load(os.path.join(WORKFLOW_DIR, "inversedvs_wan21_long_clip_native.json"))
+    video = _node(ui, "InverseDVS_LoadVideo")
+    assert widget_dict(video)["frame_load_cap"] == 0  # every frame of the file
+    path = _node(ui, "InverseDVS_CameraTrajectory")
+    assert _inputs_from(ui, path)["frames"] == (video, "frame_count")
+    pad, warp = _node(ui, "InverseDVS_NativePadFrames"), _node(ui, "InverseDVS_ForwardWarp")
+    assert {name: (src["id"], out) for name, (src, out) in _inputs_from(ui, pad).items()} == {
+        "images": (warp["id"], "warped"), "mask": (warp["id"], "mask"), "vae": (_node(ui, "VAELoader")["id"], "VAE")}
+    encode = _node(ui, "VAEEncode")
+    assert _inputs_from(ui, encode)["pixels"] == (pad, "images")
+    sample, invert = _node(ui, "InverseDVS_NativeSample"), _node(ui, "InverseDVS_NativeInvert")
+    assert _inputs_from(ui, sample)["mask"] == (pad, "mask")
+    overlap = widget_dict(invert)["window_overlap"]
+    assert overlap == NODE_CLASS_MAPPINGS["InverseDVS_NativeInvert"].INPUT_TYPES()["optional"]["window_overlap"][1][
+        "default"] and overlap % 4 == 0
+    for i2v in by_type(ui, "WanImageToVideo"):
+        assert widget_dict(i2v)["length"] == 81  # one window's image condition; each window gets its own
+    trims = [n for n in by_type(ui, "ImageFromBatch") if _inputs_from(ui, n)["image"][0]["type"] == "VAEDecode"]
+    assert len(trims) == 1 and widget_dict(trims[0])["batch_index"] == 0
+    assert _inputs_from(ui, trims[0])["length"] == (pad, "frame_count")
+    (save,) = by_type(ui, "InverseDVS_SaveVideo")
+    assert _inputs_from(ui, save)["images"][0] is trims[0]
 
 
 def test_wan_workflow_uses_core_loaders_and_conditions_on_the_first_warped_frame():
