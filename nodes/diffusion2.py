@@ -9,7 +9,7 @@ own nodes:
   reference image, or a user's clip for video-to-4D) and ``video_frames`` = V: its item f conditions column f.
 
 Core's nodes encode a batch of init images into one CONDITIONING whose CLIP-vision embeddings [1, N, 1024] and
-``concat_latent_image`` [N, 4, h, w] hold one item per image; Sample (Diffusion²) splits them into the N
+``concat_latent_image`` [N, 4, h, w] hold one item per image; the sampler splits them into the N
 conditionings core's node would give for each image alone. It outputs the matrix as a LATENT, decoded IMAGEs and a
 contact grid, all view-major (item v·F + f = view v at frame f); Pick (Diffusion²) takes one view's video or one
 time's orbit out of them. Nothing here imports ComfyUI at load time; the backend does, when a node runs.
@@ -33,7 +33,7 @@ DEFAULT_CFG = 2.5
 DEFAULT_VIEWS = 21  # SV3D's orbit and the paper's
 GRID_MAX_SIDE = 2048
 ALONG = Choices(("view", "time"))
-MATRIX_KEY = "inversedvs_matrix"  # what Sample (Diffusion²) adds to its LATENT: {"views": V, "frames": F}
+MATRIX_KEY = "inversedvs_matrix"  # what Sample (Diffusion², SVD x SV3D) adds to its LATENT: {"views": V, "frames": F}
 
 _SVD_NODE = "SVD_img2vid_Conditioning"
 _SV3D_NODE = "SV3D_Conditioning"
@@ -203,10 +203,10 @@ class Diffusion2Pick:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "The images output of Sample (Diffusion²), or core's VAE Decode of its "
+                "images": ("IMAGE", {"tooltip": "The images output of Sample (Diffusion², SVD x SV3D), or core's VAE Decode of its "
                                                 "matrix (V x F images, view-major)."}),
                 "views": ("INT", {"default": DEFAULT_VIEWS, "min": 1, "max": 4096,
-                                  "tooltip": "V, the matrix's views: link Sample (Diffusion²)'s views output."}),
+                                  "tooltip": "V, the matrix's views: link Sample (Diffusion², SVD x SV3D)'s views output."}),
                 "along": (ALONG, {"default": ALONG[0],
                                   "tooltip": "view: one view's video (F frames, for Save Video). time: the orbit at "
                                              "one frame (V views)."}),
@@ -224,7 +224,7 @@ class Diffusion2Pick:
             raise InverseDVSError(f"{node}: along must be one of {', '.join(ALONG)}.")
         if images.shape[0] % views:
             raise InverseDVSError(f"{node}: {images.shape[0]} images are not {views} views of equal length; set views "
-                                  "to the matrix's V (Sample (Diffusion²)'s views output).")
+                                  "to the matrix's V (Sample (Diffusion², SVD x SV3D)'s views output).")
         count = views if along == "view" else images.shape[0] // views
         index = _validate.check_whole_number(index, 0, count - 1, "index", node,
                                              f"The matrix has {count} {'views' if along == 'view' else 'frames'}.")
