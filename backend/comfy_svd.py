@@ -151,15 +151,19 @@ class _Lines:
 
 def sample_matrix(video_model, video_conds: list[dict], video_cfg: float, multiview_model, multiview_conds: list[dict],
                   multiview_cfg: float, latent_shape: tuple, steps: int, s: float, vrs_steps: int, seed: int,
-                  noise: torch.Tensor | None = None) -> torch.Tensor:
+                  noise: torch.Tensor | None = None, first_steps: int | None = None) -> torch.Tensor:
     """Diffusion²'s joint sampling; returns the matrix as LATENT samples [V·F, C, h, w], view-major.
 
     ``video_conds[v]`` / ``multiview_conds[f]``: {"positive": …, "negative": …} CONDITIONING of row v / column f
     (V rows, F columns). ``latent_shape``: (C, h, w). ``noise``: the start noise [V, F, C, h, w] (default: the
-    seed's, ``matrix_noise``). Rollback noise is drawn from a generator seeded with seed + 1.
+    seed's, ``matrix_noise``). Rollback noise is drawn from a generator seeded with seed + 1. ``first_steps``:
+    stop after that many steps of the ``steps`` grid (a benchmark's partial run; the result is then still noisy).
     """
     views, frames = len(video_conds), len(multiview_conds)
     grid = sigmas(video_model, steps)
+    if first_steps is not None:
+        grid = grid[:int(first_steps) + 1]
+        steps = len(grid) - 1
     if noise is None:
         noise = matrix_noise(views, frames, latent_shape, seed)
     plan = composition.evaluation_plan(steps, vrs_steps)
