@@ -124,15 +124,19 @@ class _Lines:
         self.model = guider.model_patcher
 
     def prepare(self, device, shape: tuple, seed: int) -> None:
-        """Each line's conditioning as core's guider prepares its own (``process_conds`` for a latent of ``shape``)."""
+        """Each line's conditioning as core's guider prepares its own (``process_conds`` for a latent of ``shape``).
+
+        The lines' conditionings come from core's SVD / SV3D conditioning nodes, which set no hooks, so the guider's
+        hook preprocessing has nothing to do for them."""
         model = self.guider.inner_model
         zeros = torch.zeros(shape, device=device)
         ready = []
-        for cond in self.conds:
+        for i, cond in enumerate(self.conds):
             copies = {k: [c.copy() for c in comfy.sampler_helpers.convert_cond(v)] for k, v in cond.items()}
+            if i == 0:  # what prepare_sampling estimates from (the converted conditioning), for every line's call
+                self.memory = comfy.sampler_helpers.estimate_memory(self.model, shape, copies)
             ready.append(comfy.samplers.process_conds(model, zeros, copies, device, zeros, None, seed))
         self.conds = ready
-        self.memory = comfy.sampler_helpers.estimate_memory(self.model, shape, ready[0])
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         required, minimum = self.memory

@@ -217,3 +217,21 @@ def test_bad_models_and_mismatched_conditions_are_refused(models, conds):
     with pytest.raises(InverseDVSError, match="video_positive is not the output of core's SVD_img2vid_Conditioning"):
         sample(**dict(args, video_positive=conds["multiview_positive"], video_negative=conds["multiview_negative"],
                       multiview_positive=conds["video_positive"], multiview_negative=conds["video_negative"]))
+
+
+def test_cancel_stops_within_a_step(comfy, models, conds):
+    import comfy.model_management as mm
+
+    class CancelAfterFirst(Calls):
+        def __call__(self, apply_model, args):
+            out = super().__call__(apply_model, args)
+            mm.interrupt_current_processing(True)  # what ComfyUI's Cancel button sets
+            return out
+
+    calls = CancelAfterFirst()
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            _matrix(models, conds, 2, 1.0, 0, video_model=calls.patch(models["svd"]))
+    finally:
+        mm.interrupt_current_processing(False)
+    assert len(calls.calls) == 1  # the second row of the first step was not started
