@@ -46,6 +46,9 @@ WAN_FILES = {
     "clip_vision": "clip_vision_h.safetensors",
 }
 
+# The checkpoints Diffusion² loads with core's Image Only Checkpoint Loader (Stability AI's file names).
+SVD_FILES = {"checkpoints": ["svd_xt.safetensors", "sv3d_p.safetensors"]}
+
 # The SD 1.5 checkpoint file name core's default workflow loads (any SD 1.5 / SDXL-class checkpoint works).
 SD15_FILES = {"checkpoints": "v1-5-pruned-emaonly-fp16.safetensors"}
 
@@ -158,6 +161,61 @@ CORE_NODES: dict[str, dict] = {
         "output": ["CONDITIONING", "CONDITIONING", "LATENT"], "output_name": ["positive", "negative", "latent"],
         "display_name": "WanImageToVideo",
     },
+    # core's SVD / SV3D nodes (Diffusion²)
+    "ImageOnlyCheckpointLoader": {
+        "input": {"required": {"ckpt_name": [SVD_FILES["checkpoints"]]}},
+        "output": ["MODEL", "CLIP_VISION", "VAE"], "output_name": ["MODEL", "CLIP_VISION", "VAE"],
+        "display_name": "Image Only Checkpoint Loader (img2vid model)",
+    },
+    "VideoLinearCFGGuidance": {
+        "input": {"required": {"model": ["MODEL"],
+                               "min_cfg": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.5,
+                                                     "round": 0.01}]}},
+        "output": ["MODEL"], "output_name": ["MODEL"], "display_name": "VideoLinearCFGGuidance",
+    },
+    "SVD_img2vid_Conditioning": {
+        "input": {"required": {
+            "clip_vision": ["CLIP_VISION"], "init_image": ["IMAGE"], "vae": ["VAE"],
+            "width": ["INT", {"default": 1024, "min": 16, "max": 16384, "step": 8}],
+            "height": ["INT", {"default": 576, "min": 16, "max": 16384, "step": 8}],
+            "video_frames": ["INT", {"default": 14, "min": 1, "max": 4096}],
+            "motion_bucket_id": ["INT", {"default": 127, "min": 1, "max": 1023}],
+            "fps": ["INT", {"default": 6, "min": 1, "max": 1024}],
+            "augmentation_level": ["FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01}]}},
+        "output": ["CONDITIONING", "CONDITIONING", "LATENT"], "output_name": ["positive", "negative", "latent"],
+        "display_name": "SVD_img2vid_Conditioning",
+    },
+    "SV3D_Conditioning": {
+        "input": {"required": {
+            "clip_vision": ["CLIP_VISION", {}], "init_image": ["IMAGE", {}], "vae": ["VAE", {}],
+            "width": ["INT", {"default": 576, "min": 16, "max": 16384, "step": 8}],
+            "height": ["INT", {"default": 576, "min": 16, "max": 16384, "step": 8}],
+            "video_frames": ["INT", {"default": 21, "min": 1, "max": 4096}],
+            "elevation": ["FLOAT", {"default": 0.0, "min": -90.0, "max": 90.0, "step": 0.1, "round": False}]}},
+        "output": ["CONDITIONING", "CONDITIONING", "LATENT"], "output_name": ["positive", "negative", "latent"],
+        "display_name": "SV3D_Conditioning",
+    },
+    "KSampler": {
+        "input": {"required": {
+            "model": ["MODEL"],
+            "seed": ["INT", {"default": 0, "min": 0, "max": 18446744073709551615, "control_after_generate": True}],
+            "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+            "cfg": ["FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}],
+            "sampler_name": [["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
+                              "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral",
+                              "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp",
+                              "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+                              "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v", "deis",
+                              "res_multistep", "res_multistep_cfg_pp", "res_multistep_ancestral",
+                              "res_multistep_ancestral_cfg_pp", "gradient_estimation", "gradient_estimation_cfg_pp",
+                              "er_sde", "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece", "ddim", "uni_pc",
+                              "uni_pc_bh2"]],
+            "scheduler": [["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                           "linear_quadratic", "kl_optimal"]],
+            "positive": ["CONDITIONING"], "negative": ["CONDITIONING"], "latent_image": ["LATENT"],
+            "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}]}},
+        "output": ["LATENT"], "output_name": ["LATENT"], "display_name": "KSampler",
+    },
 }
 # Core's loader inputs that list a model folder (core's standard folder names): (node type, input) → folder.
 CORE_FOLDER_INPUTS = {
@@ -166,6 +224,7 @@ CORE_FOLDER_INPUTS = {
     ("VAELoader", "vae_name"): "vae",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
     ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
+    ("ImageOnlyCheckpointLoader", "ckpt_name"): "checkpoints",
 }
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -686,6 +745,21 @@ WAN_NEGATIVE = "blurry, distorted, deformed, flickering, low quality, watermark,
 WAN_FPS = 16.0  # Wan 2.1 clips play at 16 frames per second
 WAN_SIZE = {"width": 832, "height": 480, "length": 81}  # core's Wan 2.1 I2V 480p template
 
+DIFFUSION2_NOTE = """## Multi-view videos of one object: Diffusion² (SVD x SV3D)
+
+One picture in, **21 views x 25 frames** out: a video per view of the object orbited, training-free.
+
+**Group 1, the conditions**: core's SVD makes the reference view's animation (25 frames), core's SV3D
+the reference time's orbit (21 views), each from the picture (or bring your own video for video-to-4D).
+
+**Group 2, the matrix**: SVD_img2vid_Conditioning of the **orbit** conditions each view's row,
+SV3D_Conditioning of the **video** (video_frames = 21) each frame's column. **Sample (Diffusion²)**
+denoises all 525 images together: rows by SVD, columns by SV3D, blended by *s* (0.5), the first
+*vrs_steps* (5) of 50 steps taken twice. Images come out view by view (item v*25 + f).
+
+Files: `models/checkpoints/svd_xt.safetensors` and `sv3d_p.safetensors`. Use an object on a plain
+background at 576x576. Cost: 46 guider calls per step, about 46 SVD clips of work."""
+
 FUSION_NOTE = """## Novel view of one image on SD 1.5 (signal/noise fusion, no training)
 
 One picture in, the same scene from a **new camera** out, on an image model **core ComfyUI loads**
@@ -789,7 +863,7 @@ def workflows() -> list[Workflow]:
     )
     return [geometry, _full("inversedvs_full_pipeline", FULL_NOTE), _sweep(), _wan_workflow(),
             _full("inversedvs_long_clip", LONG_NOTE, whole_clip=True), _fusion_workflow(),
-            _wan_workflow("inversedvs_wan21_long_clip_native", WAN_LONG_NOTE, whole_clip=True)]
+            _wan_workflow("inversedvs_wan21_long_clip_native", WAN_LONG_NOTE, whole_clip=True), _diffusion2_workflow()]
 
 
 def _full(name: str, note: str, whole_clip: bool = False) -> Workflow:
@@ -991,6 +1065,80 @@ def _fusion_workflow() -> Workflow:
     )
 
 
+DIFFUSION2_SIZE = 576  # SV3D's resolution (both models run the same square size)
+DIFFUSION2_VIEWS, DIFFUSION2_FRAMES = 21, 25  # the paper's matrix: SV3D's orbit x SVD-XT's clip
+DIFFUSION2_CONDITION = dict(steps=20, cfg=2.5, sampler_name="euler", scheduler="karras", seed=42)  # core's SVD example
+
+
+def _diffusion2_workflow() -> Workflow:
+    """Diffusion² from one picture: core's checkpoint loaders, SVD / SV3D conditioning and KSampler for the two
+    conditions, then the matrix, one view's video and the grid saved."""
+    size = {"width": DIFFUSION2_SIZE, "height": DIFFUSION2_SIZE}
+    svd, sv3d = SVD_FILES["checkpoints"]
+    svd_values = dict(size, video_frames=DIFFUSION2_FRAMES)
+    sv3d_values = dict(size, video_frames=DIFFUSION2_VIEWS)
+
+    def cond(key, node_type, title, column, ckpt, image, values, band):
+        return Node(key, node_type, title, column, links={"clip_vision": (ckpt, "CLIP_VISION"),
+                                                          "init_image": image, "vae": (ckpt, "VAE")},
+                    values=values, color="prompt", band=band)
+
+    def ksampler(key, title, model, conditioning, column):
+        return Node(key, "KSampler", title, column, links={"model": model, "positive": (conditioning, "positive"),
+                                                           "negative": (conditioning, "negative"),
+                                                           "latent_image": (conditioning, "latent")},
+                    values=DIFFUSION2_CONDITION)
+
+    items = [
+        Note("about", DIFFUSION2_NOTE, 0),
+        Node("image", P + "LoadVideo", "Load Image (first frame of the sample clip)", 0,
+             values=dict(size, frame_load_cap=1, video=SAMPLE_VIDEO)),
+        Node("svd", "ImageOnlyCheckpointLoader", "Load SVD-XT (video model)", 0, values={"ckpt_name": svd},
+             color="model", band=1),
+        Node("sv3d", "ImageOnlyCheckpointLoader", "Load SV3D-p (multi-view model)", 0, values={"ckpt_name": sv3d},
+             color="model", band=1),
+        Node("svd_cfg", "VideoLinearCFGGuidance", "Video Linear CFG Guidance (SVD)", 1,
+             links={"model": ("svd", "MODEL")}, band=1),
+        cond("video_cond", "SVD_img2vid_Conditioning", "SVD conditioning (the picture)", 1, "svd",
+             ("image", "images"), svd_values, 0),
+        ksampler("video_sample", "KSampler: the reference video", ("svd_cfg", "MODEL"), "video_cond", 2),
+        Node("video_decode", "VAEDecode", "VAE Decode: reference video (25 frames)", 3,
+             links={"samples": ("video_sample", "LATENT"), "vae": ("svd", "VAE")}),
+        cond("orbit_cond", "SV3D_Conditioning", "SV3D conditioning (the picture)", 1, "sv3d", ("image", "images"),
+             sv3d_values, 0),
+        ksampler("orbit_sample", "KSampler: the reference orbit", ("sv3d", "MODEL"), "orbit_cond", 2),
+        Node("orbit_decode", "VAEDecode", "VAE Decode: reference orbit (21 views)", 3,
+             links={"samples": ("orbit_sample", "LATENT"), "vae": ("sv3d", "VAE")}),
+        cond("rows", "SVD_img2vid_Conditioning", "Rows: SVD conditioning of the orbit", 4, "svd",
+             ("orbit_decode", "IMAGE"), svd_values, 1),
+        cond("columns", "SV3D_Conditioning", "Columns: SV3D conditioning of the video", 4, "sv3d",
+             ("video_decode", "IMAGE"), sv3d_values, 1),
+        Node("matrix", P + "Diffusion2Sample", "Sample (Diffusion²): 21 views x 25 frames", 5,
+             links={"video_model": ("svd_cfg", "MODEL"), "video_positive": ("rows", "positive"),
+                    "video_negative": ("rows", "negative"), "multiview_model": ("sv3d", "MODEL"),
+                    "multiview_positive": ("columns", "positive"), "multiview_negative": ("columns", "negative"),
+                    "vae": ("svd", "VAE")}, band=1),
+        Node("grid_save", "SaveImage", "Save: the matrix as a grid", 6, links={"images": ("matrix", "grid")},
+             values={"filename_prefix": "InverseDVS/diffusion2_grid"}, color="output", band=1),
+        Node("pick", P + "Diffusion2Pick", "Pick: one view's video (10 = behind)", 6,
+             links={"images": ("matrix", "images"), "views": ("matrix", "views")}, values={"index": 10}, band=1),
+        Node("view_video", "CreateVideo", "Create Video (6 fps, SVD's)", 7, links={"images": ("pick", "images")},
+             values={"fps": 6.0}, band=1),
+        Node("view_save", "SaveVideo", "Save: the view's video", 7, links={"video": ("view_video", "VIDEO")},
+             values={"filename_prefix": "InverseDVS/diffusion2_view"}, color="output", band=1),
+    ]
+    return Workflow(
+        "inversedvs_diffusion2_svd_sv3d",
+        items,
+        [Group("1 · The conditions: the picture's video (SVD) and orbit (SV3D), core's own sampling",
+               ("about", "image", "video_cond", "video_sample", "video_decode", "orbit_cond", "orbit_sample",
+                "orbit_decode"), GROUP_COLORS["geometry"]),
+         Group("2 · Diffusion²: the 21 x 25 matrix", ("svd", "sv3d", "svd_cfg", "rows", "columns", "matrix"),
+               GROUP_COLORS["diffusion"]),
+         Group("3 · Save", ("grid_save", "pick", "view_video", "view_save"), GROUP_COLORS["output"])],
+    )
+
+
 # ---------------------------------------------------------------------------- thumbnails
 
 THUMB_TILE = (320, 213)  # width, height of one picture in a thumbnail (720x480 scaled)
@@ -1076,6 +1224,8 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
     path = results[ids["path"]][1]
     middle, last = video.shape[0] // 2, video.shape[0] - 1
     holes = mask[..., None].expand(*mask.shape, 3)
+    composition = importlib.import_module(load_pack().__name__ + ".krnr.composition")
+    matrix_grid = composition.grid(warped[:6], 2, max_side=THUMB_TILE[0] * 2)[0]  # 2 "views" x 3 frames of the warp
     pictures = {
         "inversedvs_geometry_preview": [
             [_tile(video[last], "input (last frame)"), _tile(path[0], "camera path")],
@@ -1092,6 +1242,8 @@ def make_thumbnails(folder: str = WORKFLOW_DIR) -> list[str]:
         "inversedvs_sd15_novel_view_fusion": [
             [_tile(one_source, "one source image"), _tile(one_warped[-1], "the path's last camera: warped")],
             [_tile(one_holes, "holes SD 1.5 fills"), _tile(one_results[one_ids["path"]][1][0], "camera path")]],
+        "inversedvs_diffusion2_svd_sv3d": [
+            [_tile(one_source, "one picture"), _tile(matrix_grid, "order: a row per view, a column per frame")]],
         "inversedvs_long_clip": [
             [_tile(video[0], "input: every frame"), _tile(warped[middle], "warp, middle frame")],
             [_tile(warped[last], "warp, last frame"), _tile(path[0], "camera path as long as the clip")]],

@@ -181,3 +181,66 @@ def image_conditioning(conditioning, latent: torch.Tensor):
     image = latent.clone()
     image[:, :, 1:] = 0.0
     return node_helpers.conditioning_set_values(conditioning, {"concat_latent_image": image, "concat_mask": mask})
+
+
+# Tiny SVD img2vid / SV3D UNets of core's own class. Core detects these models by their block layout (4 levels of
+# 2 res blocks, transformers in the first 3, 320 channels, context 1024) and adm width (SVD 768, SV3D_u 256, SV3D_p
+# 1280), so those stay; channel_mult (1, 1, 1, 1) keeps 320 channels at every level: 212 M parameters, the least
+# core still takes for these models (full size: 1.5 B).
+SVD_ADM = {"svd": 768, "sv3d_u": 256, "sv3d_p": 1280}
+SVD_UNET = dict(image_size=32, in_channels=8, out_channels=4, model_channels=320, num_res_blocks=2,
+                channel_mult=(1, 1, 1, 1), transformer_depth=[1, 1, 1, 1, 1, 1, 0, 0],
+                transformer_depth_output=[1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], transformer_depth_middle=1,
+                num_head_channels=64, num_heads=-1, context_dim=1024, use_linear_in_transformer=True,
+                use_spatial_transformer=True, num_classes="sequential", use_temporal_attention=True,
+                use_temporal_resblock=True, extra_ff_mix_layer=True, use_spatial_context=True,
+                merge_strategy="learned_with_images", merge_factor=0.0, video_kernel_size=[3, 1, 1],
+                disable_temporal_crossattention=False, max_ddpm_temb_period=10000)
+CLIP_VISION_WIDTH = 1024  # SVD / SV3D's image embedding width (ViT-H's projection)
+
+
+def save_tiny_svd_unet(path: str, kind: str = "svd", seed: int = 0) -> str:
+    """A random SVD img2vid (``kind`` "svd") or SV3D ("sv3d_u" / "sv3d_p") UNet of core's own class at seeded weights
+    (``seeded_state``), fp16 safetensors at ``path``: what core's Load Diffusion Model reads and detects as that model."""
+    import comfy.ops
+    import safetensors.torch
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    unet = UNetModel(operations=comfy.ops.disable_weight_init, adm_in_channels=SVD_ADM[kind], **SVD_UNET)
+    state = {k: v.half() for k, v in seeded_state(unet, seed).items()}
+    safetensors.torch.save_file(state, path)
+    return path
+
+
+def tiny_clip_vision(folder: str, seed: int = 0):
+    """Core's CLIP vision model (ClipVisionModel, the encoder SVD_img2vid_Conditioning calls) in a tiny config: two
+    layers of width 64 on 56x56 inputs, projected to SVD's 1024; seeded weights."""
+    import json
+    import os
+
+    import comfy.clip_vision
+
+    config = {"attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "gelu", "hidden_size": 64, "image_size": 56,
+              "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 128, "layer_norm_eps": 1e-5,
+              "model_type": "clip_vision_model", "num_attention_heads": 2, "num_channels": 3, "num_hidden_layers": 2,
+              "patch_size": 14, "projection_dim": CLIP_VISION_WIDTH, "torch_dtype": "float32"}
+    path = os.path.join(folder, "tiny_clip_vision.json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    model = comfy.clip_vision.ClipVisionModel(path)
+    state = seeded_state(model.model, seed)
+    for name in state:
+        if "position_ids" in name:
+            state[name] = torch.arange(state[name].shape[-1]).expand(state[name].shape).clone()
+    model.load_sd(state)
+    return model
+
+
+def sd_vae(seed: int = 0):
+    """Core's SD VAE (AutoencoderKL, the latent space SVD and SV3D share; 84 M parameters) at seeded weights."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    config = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+              "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    return comfy.sd.VAE(sd=seeded_state(AutoencoderKL(ddconfig=config, embed_dim=4), seed))

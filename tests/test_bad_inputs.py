@@ -30,6 +30,7 @@ from inversedvs.nodes.camera import CameraTrajectory
 from inversedvs.nodes.camera_import import LoadCameraPath, SaveCameraPath
 from inversedvs.nodes.depth import DepthEstimate
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
+from inversedvs.nodes.diffusion2 import Diffusion2Pick, Diffusion2Sample
 from inversedvs.nodes.fusion import FUSION_KEY, START_KEY, NovelViewFusion, NovelViewSample
 from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
@@ -1102,6 +1103,66 @@ def _(box):
 @case("Novel View Sample", "cfg = -1", "cfg = -1 is out of range")
 def _(box):
     NovelViewSample().sample(None, None, None, {START_KEY: {}}, -1.0)
+
+
+def svd_conditioning(images: int, size: int = 8, **extra):
+    """What core's SVD_img2vid_Conditioning gives for a batch of ``images`` init images (positive or negative)."""
+    options = {"motion_bucket_id": 127, "fps": 6, "augmentation_level": 0.0,
+               "concat_latent_image": torch.zeros(images, 4, size, size), **extra}
+    return [[torch.zeros(1, images, 1024), options]]
+
+
+def sv3d_conditioning(images: int, views: int, size: int = 8):
+    """What core's SV3D_Conditioning gives for ``images`` init images and video_frames = ``views``."""
+    options = {"concat_latent_image": torch.zeros(images, 4, size, size), "elevation": [0.0] * views,
+               "azimuth": [360.0 / max(views - 1, 1) * i for i in range(views)]}
+    return [[torch.zeros(1, images, 1024), options]]
+
+
+def diffusion2(video=None, multiview=None, steps=2, vrs_steps=1, s=0.5):
+    """Sample (Diffusion²) on a 3-view x 4-frame matrix (no model: every case stops before the models are asked)."""
+    video = svd_conditioning(3) if video is None else video
+    multiview = sv3d_conditioning(4, 3) if multiview is None else multiview
+    return Diffusion2Sample().sample(None, video, video, None, multiview, multiview, None, steps, 2.5, 2.5, s,
+                                     vrs_steps, 0)
+
+
+@case("Sample (Diffusion², SVD x SV3D)", "a text CONDITIONING as video_positive",
+      "is not the output of core's SVD_img2vid_Conditioning")
+def _(box):
+    diffusion2(video=[[torch.zeros(1, 77, 768), {}]])
+
+
+@case("Sample (Diffusion², SVD x SV3D)", "SV3D_Conditioning made for 21 views with a 3-image orbit",
+      "set video_frames to 3")
+def _(box):
+    diffusion2(multiview=sv3d_conditioning(4, 21))
+
+
+@case("Sample (Diffusion², SVD x SV3D)", "the orbit encoded at 64x64 and the video at 72x72",
+      "give both nodes the same width and height")
+def _(box):
+    diffusion2(multiview=sv3d_conditioning(4, 3, size=9))
+
+
+@case("Sample (Diffusion², SVD x SV3D)", "vrs_steps = 6 with 2 steps", "vrs_steps = 6 is not allowed")
+def _(box):
+    diffusion2(vrs_steps=6)
+
+
+@case("Sample (Diffusion², SVD x SV3D)", "s = 1.5", "s = 1.5 is out of range")
+def _(box):
+    diffusion2(s=1.5)
+
+
+@case("Pick (Diffusion²)", "7 images for 3 views", "are not 3 views of equal length")
+def _(box):
+    Diffusion2Pick().pick(torch.zeros(7, 8, 8, 3), 3, "view", 0)
+
+
+@case("Pick (Diffusion²)", "view 3 of a 3-view matrix", "index = 3 is not allowed")
+def _(box):
+    Diffusion2Pick().pick(torch.zeros(12, 8, 8, 3), 3, "view", 3)
 
 
 @case("VAE Encode Video", "float frames in 0..255", "divide by 255")

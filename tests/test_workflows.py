@@ -25,14 +25,17 @@ CORE_ALLOWED = {"PreviewImage", "MaskToImage", "ImageStitch", "CreateVideo", "Sa
                 "UNETLoader", "CLIPLoader", "VAELoader", "CLIPVisionLoader", "CLIPVisionEncode", "CLIPTextEncode",
                 "ImageFromBatch", "VAEEncode", "VAEDecode", "WanImageToVideo",
                 # core's image-model loader and saver (the SD 1.5 novel-view workflow)
-                "CheckpointLoaderSimple", "SaveImage"}
+                "CheckpointLoaderSimple", "SaveImage",
+                # core's SVD / SV3D loader, conditioning, guidance patch and sampler (the Diffusion² workflow)
+                "ImageOnlyCheckpointLoader", "SVD_img2vid_Conditioning", "SV3D_Conditioning", "VideoLinearCFGGuidance",
+                "KSampler"}
 NOTE_TYPES = {"Note", "MarkdownNote"}
 SEED_CONTROLS = {"fixed", "increment", "decrement", "randomize"}
 WIDGET_KINDS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "animated_image_upload")
 EXPECTED = {"inversedvs_geometry_preview", "inversedvs_full_pipeline", "inversedvs_sweep_k_guidance",
             "inversedvs_wan21_i2v_native", "inversedvs_long_clip", "inversedvs_sd15_novel_view_fusion",
-            "inversedvs_wan21_long_clip_native"}
+            "inversedvs_wan21_long_clip_native", "inversedvs_diffusion2_svd_sv3d"}
 # The reference's sampling settings (DESIGN §1): what the full workflow must start from.
 REFERENCE_SAMPLE = {"steps": 30, "strength": 0.98, "guidance": 10.0, "preservation": 1.0, "seed": 42}
 WAN_TEMPLATE_STEPS = 20
@@ -438,6 +441,33 @@ def test_fusion_workflow_inverts_the_one_image_with_the_empty_prompt_and_samples
     assert widget_dict(sampled["positive"][0])["text"] == mw.PROMPT and sampled["start"][0] is fuse
     (save,) = by_type(ui, "SaveImage")
     assert _inputs_from(ui, save)["images"][0]["type"] == "VAEDecode"
+
+
+def test_diffusion2_workflow_conditions_rows_on_the_orbit_and_columns_on_the_video():
+    ui = load(os.path.join(WORKFLOW_DIR, "inversedvs_diffusion2_svd_sv3d.json"))
+    assert not WEIGHT_NODES & set(n["type"] for n in ui["nodes"])
+    loaders = {widget_dict(n)["ckpt_name"]: n for n in by_type(ui, "ImageOnlyCheckpointLoader")}
+    assert sorted(loaders) == sorted(mw.SVD_FILES["checkpoints"])
+    sample = _node(ui, "InverseDVS_Diffusion2Sample")
+    wired = _inputs_from(ui, sample)
+    rows, columns = wired["video_positive"][0], wired["multiview_positive"][0]
+    assert rows["type"] == "SVD_img2vid_Conditioning" and columns["type"] == "SV3D_Conditioning"
+    assert wired["video_negative"][0] is rows and wired["multiview_negative"][0] is columns
+    # rows: SVD conditioned on the decoded SV3D orbit; columns: SV3D on the decoded SVD video, for 21 views
+    orbit = _inputs_from(ui, rows)["init_image"][0]
+    video = _inputs_from(ui, columns)["init_image"][0]
+    assert _inputs_from(ui, _inputs_from(ui, orbit)["samples"][0])["model"][0] is loaders["sv3d_p.safetensors"]
+    video_model = _inputs_from(ui, _inputs_from(ui, video)["samples"][0])["model"][0]
+    assert _inputs_from(ui, video_model)["model"][0] is loaders["svd_xt.safetensors"]
+    assert widget_dict(columns)["video_frames"] == 21 and widget_dict(rows)["video_frames"] == 25
+    for node in (rows, columns):
+        assert (widget_dict(node)["width"], widget_dict(node)["height"]) == (576, 576)
+    assert wired["multiview_model"][0] is loaders["sv3d_p.safetensors"]
+    values = widget_dict(sample)
+    assert (values["steps"], values["s"], values["vrs_steps"]) == (50, 0.5, 5)  # the paper's
+    pick = _node(ui, "InverseDVS_Diffusion2Pick")
+    assert _inputs_from(ui, pick)["views"] == (sample, "views")
+    assert _inputs_from(ui, pick)["images"] == (sample, "images")
 
 
 @pytest.mark.parametrize("breakage, expected", [
