@@ -212,7 +212,7 @@ class NativeInvert:
         noise = windows.invert_windows(samples.float(), spans, None, invert_window)
         start = float(native.sampling_sigmas(model, steps, strength)[0])
         info = {"steps": steps, "strength": strength, "start_sigma": start, "end_sigma": float(sigmas[-1]),
-                "windows": spans}
+                "windows": spans, "expert_boundary": None if model_high_noise is None else boundary}
         return ({"samples": noise, "inversion": info},)
 
 
@@ -229,6 +229,24 @@ def _check_experts(model, high_noise_model, boundary, node: str) -> float:
             f"{native.latent_channels(model)}; connect the two experts of one Wan 2.2 A14B (high noise and low noise)."
         )
     return float(_validate.check_range(boundary, 0.0, 1.0, "boundary", node))
+
+
+def _check_same_experts(noise: dict, boundary: float | None, node: str) -> None:
+    """Refuse sampling with other experts than the inversion used (one model, or two split at ``boundary``): the
+    inverted noise is only the right start for the models that made it."""
+    inv = noise.get("inversion") or {}
+    if "expert_boundary" not in inv:  # not made by Invert (native)
+        return
+    recorded = inv["expert_boundary"]
+
+    def told(b):
+        return "one model" if b is None else f"two experts split at boundary {b:g}"
+
+    if (recorded is None) != (boundary is None) or (boundary is not None and abs(recorded - boundary) > 1e-6):
+        raise InverseDVSError(
+            f"{node}: the noise was inverted with {told(recorded)} but this node samples with {told(boundary)}. "
+            "Connect the same model_high_noise (or none) and boundary to Invert (native) and to this node."
+        )
 
 
 class NativeModulate:
@@ -441,6 +459,7 @@ class NativeSample:
         clean_m, noise_m, unseen = NativeModulate().modulate(model, vae, clean, noise, mask, seed, scope)
         (sigmas,) = NativeSigmas().sigmas(model, steps, strength)
         boundary = _check_experts(model, model_high_noise, boundary, node)
+        _check_same_experts(noise, None if model_high_noise is None else boundary, node)
         # split between two experts, each guider still counts the whole grid's steps
         grid_steps = len(sigmas) - 1 if model_high_noise is not None else 0
         spans = self._spans(model, clean_m["samples"].shape[2], noise, node)

@@ -361,13 +361,23 @@ def test_two_experts_hand_over_at_the_boundary_in_inversion_and_sampling(comfy, 
     assert high_calls.calls == sum(s >= boundary for s in evaluated) > 0
     assert low_calls.calls == sum(s < boundary for s in evaluated) > 0
 
-    guided = (conds["positive"], conds["negative"], latent, noise, hole_mask, steps, strength, 2, 4.0, 1.0, True, 42)
-    single = n.NativeSample().sample(model, vae, *guided)[0]
-    split = n.NativeSample().sample(model, vae, *guided, "tensor", model, boundary)[0]
-    assert torch.allclose(split["samples"], single["samples"], atol=1e-4, rtol=1e-4)
     same_inversion = n.NativeInvert().invert(model, conds["empty"], latent, steps, strength, "sampling_start",
                                              model, boundary)[0]
     assert torch.allclose(same_inversion["samples"], one["samples"], atol=1e-4, rtol=1e-4)
+    guided = (conds["positive"], conds["negative"], latent)
+    settings = (hole_mask, steps, strength, 2, 4.0, 1.0, True, 42)
+    single = n.NativeSample().sample(model, vae, *guided, one, *settings)[0]
+    split = n.NativeSample().sample(model, vae, *guided, same_inversion, *settings, "tensor", model, boundary)[0]
+    assert torch.allclose(split["samples"], single["samples"], atol=1e-4, rtol=1e-4)
+    # sampling with other experts than the inversion's is refused, naming both
+    with pytest.raises(InverseDVSError, match="inverted with two experts split at boundary 0.9 but this node samples "
+                                              "with one model"):
+        n.NativeSample().sample(model, vae, *guided, noise, *settings)
+    with pytest.raises(InverseDVSError, match="inverted with one model but this node samples with two experts"):
+        n.NativeSample().sample(model, vae, *guided, one, *settings, "tensor", high, boundary)
+    with pytest.raises(InverseDVSError, match="split at boundary 0.9 but this node samples with two experts split "
+                                              "at boundary 0.8"):
+        n.NativeSample().sample(model, vae, *guided, noise, *settings, "tensor", high, 0.8)
 
     wan22 = comfy.sd.load_diffusion_model(save_tiny_wan(str(tmp_path / "ti2v.safetensors"), model_type="t2v",
                                                         in_dim=48, out_dim=48))
