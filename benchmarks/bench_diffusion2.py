@@ -13,8 +13,8 @@ like the released checkpoints and loaded by ``comfy.sd.load_diffusion_model_stat
 does). The conditionings have the shapes core's SVD_img2vid_Conditioning and SV3D_Conditioning give (CLIP-vision
 embeddings [1, N, 1024], condition latents [N, 4, H/8, W/8]) at random values: the ViT-H encoder and the VAE are
 outside the sampled part. Both models guided (cfg 2.5, core's templates), so every call runs its negative pass.
-The run samples the first ``--measure-steps`` steps of the ``--steps`` grid with VRS in the first of them (the paper's
-5 VRS steps are the first 5 evaluations' repeats): evaluations cost the same at every σ, so
+The run samples the first ``--measure-steps`` steps of the ``--steps`` grid, VRS in as many of them as the whole run
+has (the paper's 5 are the first 5 steps): evaluations cost the same at every σ, so
 matrix seconds ≈ seconds per evaluation × (steps + vrs_steps). Results: benchmarks/results/diffusion2[_reduced|_tiny].json.
 """
 

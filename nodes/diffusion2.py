@@ -98,7 +98,8 @@ def matrix_conditions(video_positive, video_negative, multiview_positive, multiv
         if isinstance(angles, (list, tuple)) and len(angles) != views:
             raise InverseDVSError(
                 f"{node}: multiview_positive is for {len(angles)} views ({_SV3D_NODE}'s video_frames) but the "
-                f"reference orbit in video_positive has {views} images; set video_frames to {views}."
+                f"reference orbit in video_positive has {views} images; set video_frames to {views}, or give "
+                f"{_SVD_NODE} the whole orbit ({len(angles)} images) as init_image."
             )
     row_latent = rows[0]["positive"][0][1]["concat_latent_image"].shape[1:]
     column_latent = columns[0]["positive"][0][1]["concat_latent_image"].shape[1:]

@@ -18,7 +18,10 @@ ComfyUI checkout is changed: everything happens in a temporary base directory �
   (in ``/history``) and writes its videos, the full ones with the tiny models (at a small size and few
   steps, so it takes seconds on a CPU; the Wan one through core's UNETLoader / VAELoader / VAEEncode /
   CLIPVisionLoader / CLIPVisionEncode / WanImageToVideo / VAEDecode, its text encode nodes swapped for
-  the stand-in of ``tests/_host_nodes.py``, as core always builds the full umt5-xxl); the full workflow with the choice values the first version
+  the stand-in of ``tests/_host_nodes.py``, as core always builds the full umt5-xxl; the Diffusion² one at 2 views x
+  3 frames through core's SVD / SV3D conditioning and KSampler, its two Image Only Checkpoint Loaders stood in for by
+  UNETLoader / CLIPVisionLoader / VAELoader on tiny core SVD and SV3D_p UNets, the seeded ViT-H and core's SD VAE);
+  the full workflow with the choice values the first version
   saved runs too and gives the same frames; an unknown choice value is refused; a bad input's error
   reaches the dialog titled "InverseDVS error";
 * with a browser: every UI workflow loaded into ComfyUI's own frontend in headless Chromium has no
@@ -63,6 +66,27 @@ TINY_WAN_VAE = "wan_2.1_vae_random.safetensors"
 RANDOM_CLIP_VISION = "clip_vision_h_random.safetensors"
 # The SD 1.5 run: core's Load Checkpoint reads a tiny SD 1.5 UNet with core's SD VAE and CLIP-L at seeded weights.
 TINY_SD15 = "tiny_sd15_random.safetensors"
+# The Diffusion² run: core's Image Only Checkpoint Loader is stood in for by core's UNETLoader / CLIPVisionLoader /
+# VAELoader on tiny SVD and SV3D_p UNets of core's class, the seeded ViT-H and core's SD VAE (SVD's latent space).
+TINY_SVD = "tiny_svd_random.safetensors"
+TINY_SV3D = "tiny_sv3d_p_random.safetensors"
+SD_VAE = "sd_vae_random.safetensors"
+DIFFUSION2_UNETS = {"svd_xt.safetensors": TINY_SVD, "sv3d_p.safetensors": TINY_SV3D}
+DIFFUSION2_VIEWS, DIFFUSION2_FRAMES = 2, 3
+DIFFUSION2_RUN_OVERRIDES = {
+    ("InverseDVS_LoadVideo", "width"): 16,
+    ("InverseDVS_LoadVideo", "height"): 16,
+    ("SVD_img2vid_Conditioning", "width"): 16,
+    ("SVD_img2vid_Conditioning", "height"): 16,
+    ("SVD_img2vid_Conditioning", "video_frames"): DIFFUSION2_FRAMES,
+    ("SV3D_Conditioning", "width"): 16,
+    ("SV3D_Conditioning", "height"): 16,
+    ("SV3D_Conditioning", "video_frames"): DIFFUSION2_VIEWS,
+    ("KSampler", "steps"): 1,
+    ("InverseDVS_Diffusion2Sample", "steps"): 1,
+    ("InverseDVS_Diffusion2Sample", "vrs_steps"): 1,
+    ("InverseDVS_Diffusion2Pick", "index"): 1,
+}
 HOST_NODES = os.path.join(PACK_ROOT, "tests", "_host_nodes.py")
 HOST_NODES_FILE = "inversedvs_host_check_nodes.py"  # its name in custom_nodes/
 ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",))}
@@ -155,8 +179,8 @@ FOLDER_CHOICES = {
     ("InverseDVS_LoadVideoModel", "model_folder"): (TINY_VIDEO_MODEL,),
     ("InverseDVS_DepthEstimate", "model"): (TINY_DEPTH_MODEL,),
     ("InverseDVS_LoadVideo", "video"): (mw.SAMPLE_VIDEO, mw.SAMPLE_DEPTH_VIDEO),
-    ("UNETLoader", "unet_name"): (TINY_WAN,),
-    ("VAELoader", "vae_name"): (TINY_WAN_VAE,),
+    ("UNETLoader", "unet_name"): (TINY_WAN, TINY_SVD, TINY_SV3D),
+    ("VAELoader", "vae_name"): (TINY_WAN_VAE, SD_VAE),
     ("CLIPVisionLoader", "clip_name"): (RANDOM_CLIP_VISION,),
     ("CheckpointLoaderSimple", "ckpt_name"): (TINY_SD15,),
 }
@@ -209,14 +233,21 @@ vae = host.wan21_vae()
 safetensors.torch.save_file({k: v.contiguous() for k, v in vae.first_stage_model.state_dict().items()}, sys.argv[2])
 _host_nodes.save_random_clip_vision_h(sys.argv[3])
 host.save_tiny_sd15_checkpoint(sys.argv[4])
+host.save_tiny_svd_unet(sys.argv[5], "svd", 0)
+host.save_tiny_svd_unet(sys.argv[6], "sv3d_p", 1)
+safetensors.torch.save_file({k: v.contiguous() for k, v in host.sd_vae().first_stage_model.state_dict().items()},
+                            sys.argv[7])
 """
 
 
 def make_tiny_wan(root: str, comfyui: str, python: str) -> None:
     """A tiny core WanModel in ``root/diffusion_models/``, core's Wan 2.1 VAE and ViT-H at seeded weights in
-    ``root/vae/`` and ``root/clip_vision/``, and a tiny SD 1.5 checkpoint in ``root/checkpoints/``."""
+    ``root/vae/`` and ``root/clip_vision/``, a tiny SD 1.5 checkpoint in ``root/checkpoints/``, and tiny SVD / SV3D_p
+    UNets with core's SD VAE for the Diffusion² run."""
     paths = [os.path.join(root, "diffusion_models", TINY_WAN), os.path.join(root, "vae", TINY_WAN_VAE),
-             os.path.join(root, "clip_vision", RANDOM_CLIP_VISION), os.path.join(root, "checkpoints", TINY_SD15)]
+             os.path.join(root, "clip_vision", RANDOM_CLIP_VISION), os.path.join(root, "checkpoints", TINY_SD15),
+             os.path.join(root, "diffusion_models", TINY_SVD), os.path.join(root, "diffusion_models", TINY_SV3D),
+             os.path.join(root, "vae", SD_VAE)]
     for path in paths:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     done = subprocess.run([python, "-c", MAKE_TINY_WAN, *paths], cwd=os.path.join(PACK_ROOT, "tests"),
@@ -558,6 +589,39 @@ def check_image_run(server: Server, name: str, base: str) -> str:
     return f"core's Load Checkpoint on {TINY_SD15}, real CLIP Text Encode; {line}"
 
 
+def with_checkpoint_stand_ins(prompt: dict) -> tuple[dict, int]:
+    """The prompt with each Image Only Checkpoint Loader replaced by core's UNETLoader (its tiny UNet), CLIPVisionLoader
+    (the seeded ViT-H) and VAELoader (core's SD VAE) wired to its MODEL / CLIP_VISION / VAE outputs."""
+    prompt = json.loads(json.dumps(prompt))
+    loaders = [k for k, n in prompt.items() if n["class_type"] == "ImageOnlyCheckpointLoader"]
+    for key in loaders:
+        unet = DIFFUSION2_UNETS[prompt.pop(key)["inputs"]["ckpt_name"]]
+        parts = [(f"{key}_unet", "UNETLoader", {"unet_name": unet, "weight_dtype": "default"}),
+                 (f"{key}_clip_vision", "CLIPVisionLoader", {"clip_name": RANDOM_CLIP_VISION}),
+                 (f"{key}_vae", "VAELoader", {"vae_name": SD_VAE})]
+        for node in prompt.values():
+            for name, value in node["inputs"].items():
+                if isinstance(value, list) and value[0] == key:
+                    node["inputs"][name] = [parts[value[1]][0], 0]
+        for new_key, class_type, inputs in parts:
+            prompt[new_key] = {"class_type": class_type, "inputs": inputs}
+    return prompt, len(loaders)
+
+
+def check_diffusion2_run(server: Server, name: str, base: str) -> str:
+    """The Diffusion² workflow through POST /prompt at 2 views x 3 frames of 16x16: core's SVD / SV3D conditioning and
+    KSampler on the tiny UNets make the reference video and orbit, the sampler the matrix; a view's video is saved."""
+    prompt, swapped = with_checkpoint_stand_ins(apply_overrides(load_api(name), DIFFUSION2_RUN_OVERRIDES))
+    if swapped != 2:
+        raise CheckFailed(f"{name}: {swapped} Image Only Checkpoint Loaders stood in for, expected 2 (SVD, SV3D)")
+    line, saved = check_run(server, name, base, prompt=prompt)
+    frames = sorted(n for _, n, _ in saved.values())
+    if frames != [1, DIFFUSION2_FRAMES]:
+        raise CheckFailed(f"{name}: saved {saved}, expected the grid and a view's video of {DIFFUSION2_FRAMES} frames")
+    return (f"{DIFFUSION2_VIEWS} views x {DIFFUSION2_FRAMES} frames on {TINY_SVD} / {TINY_SV3D} through core's "
+            f"UNETLoader, {RANDOM_CLIP_VISION} and {SD_VAE} in place of the 2 checkpoint loaders; {line}")
+
+
 def check_long_run(server: Server, name: str, base: str) -> str:
     """The long-clip workflow on LONG_RUN_FRAMES frames: every saved video has exactly that many frames."""
     overrides = {**FULL_RUN_OVERRIDES, ("InverseDVS_LoadVideo", "frame_load_cap"): LONG_RUN_FRAMES}
@@ -869,10 +933,7 @@ def main(argv=None) -> int:
             report(True, f"run {long_clip} (tiny models)", check_long_run(server, long_clip, base))
             report(True, f"run {image} (tiny SD 1.5)", check_image_run(server, image, base))
             report(True, f"run {wan_long} (tiny Wan)", check_wan_long_run(server, wan_long, base))
-            # core's Image Only Checkpoint Loader needs SVD / SV3D checkpoints with their ViT-H and VAE inside; the
-            # sampler itself runs on tiny core SVD / SV3D UNets in tests/test_native_diffusion2.py
-            report(True, f"run {diffusion2}", "not run here (no tiny SVD / SV3D checkpoint); specs, template and "
-                                               "frontend checked")
+            report(True, f"run {diffusion2} (tiny SVD / SV3D)", check_diffusion2_run(server, diffusion2, base))
         if args.browser and args.browser != "none":
             shots = None if args.screenshots == "none" else args.screenshots
             if shots:
