@@ -99,15 +99,19 @@ def test_the_tear_threshold_separates_one_surface_from_two():
         assert bool(holes.any(1).all()) == torn and bool(holes.any()) == torn, ratio
 
 
-@pytest.mark.parametrize("setting, value", [("CANDIDATE_CHUNK", 97), ("SMALL_BOX", 0)])
+@pytest.mark.parametrize("setting, value", [("CANDIDATE_CHUNK", 97), ("SMALL_BOX", 0), ("CPU_SLICE", 40),
+                                            ("_sliced", lambda device: False)])
 def test_slicing_the_candidates_or_listing_every_one_changes_nothing(monkeypatch, setting, value):
     """The same bits whether the candidates are processed in small slices, or every quad's centres are
-    listed (SMALL_BOX = 0) instead of stepping the edge functions of small quads."""
+    listed (SMALL_BOX = 0) instead of stepping the edge functions of small quads, and whether the grid
+    is processed in slices of one row (CPU_SLICE below a row) or all at once (as on a GPU)."""
     images, depth = _step_scene()
+    images, depth = images.expand(2, -1, -1, -1), depth.expand(2, -1, -1)  # two frames, two moves
     K_s, K_t = _zoom(1.3, (0.25, 0.0))
-    T = _truck(0.1)
-    T[0, :3, :3] = cam.rotation_y(torch.tensor([4.0]))[0].float()
+    T = torch.cat([_truck(0.1), _truck(-0.2)])
+    T[:, :3, :3] = cam.rotation_y(torch.tensor([4.0, -3.0])).float()
     whole = splat.forward_warp(images, depth, T, K_s, K_t)
+    assert 0.0 < float(whole[1].mean()) < 0.5 and not torch.equal(whole[1][0], whole[1][1])
     monkeypatch.setattr(raster, setting, value)
     other = splat.forward_warp(images, depth, T, K_s, K_t)
     assert torch.equal(whole[0], other[0]) and torch.equal(whole[1], other[1])
