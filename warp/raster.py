@@ -30,12 +30,14 @@ answer (a triangle's inverse depth is ≤ 0 when it is not drawn, a centre is in
 of its edge functions is ≥ 0), not boolean masks and selections, which cost several times more.
 
 On a GPU all frames go through each step at once. On CPU the same steps run on slices of the grid
-(``_blocks``: rows of one frame, under CPU_SLICE elements per tensor), so that every operation
+(``_rows``: rows of one frame, under CPU_SLICE elements per tensor; frames on torch's threads), so that every operation
 works on data in cache and stays below ATen's parallel grain — each op runs on the calling thread
 with no wait for others, which on shared cores costs more than the op (docs/performance.md).
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -86,17 +88,28 @@ def _snap(t: torch.Tensor) -> torch.Tensor:
     return t.double().mul_(SUBPIXEL).add_(magic).sub_(magic).div_(SUBPIXEL).float()
 
 
-def _blocks(frames: int, rows: int, width: int, sliced: bool, per_row: int = 1):
-    """(frame0, frame1, row0, row1) blocks covering ``frames`` × ``rows`` rows of ``width`` elements
-    (each row element ``per_row`` tensor elements): one block of everything unless ``sliced``, else
-    rows of one frame with at most CPU_SLICE tensor elements (at least one row)."""
+def _rows(rows: int, width: int, sliced: bool, per_row: int = 1):
+    """(row0, row1) blocks covering ``rows`` rows of ``width`` elements (each ``per_row`` tensor elements):
+    all at once unless ``sliced``, else at most CPU_SLICE tensor elements each (at least one row)."""
+    step = max(1, CPU_SLICE // (width * per_row)) if sliced else rows
+    for r in range(0, rows, step):
+        yield r, min(r + step, rows)
+
+
+def _for_frames(work, frames: int, sliced: bool) -> None:
+    """work(f0, f1) for all frames: once for all unless ``sliced``, else for each frame, on up to
+    ``torch.get_num_threads()`` threads (a slice's ops release the GIL; each frame writes its own
+    part of every output)."""
     if not sliced:
-        yield 0, frames, 0, rows
+        work(0, frames)
         return
-    step = max(1, CPU_SLICE // (width * per_row))
-    for f in range(frames):
-        for r in range(0, rows, step):
-            yield f, f + 1, r, min(r + step, rows)
+    workers = min(torch.get_num_threads(), frames)
+    if workers <= 1:
+        for i in range(frames):
+            work(i, i + 1)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: work(i, i + 1), range(frames)))
 
 
 def _sliced(device: torch.device) -> bool:
@@ -132,20 +145,24 @@ class Mesh:
             t[self.count:] = fill
             setattr(self, name, t)
         grids = {name: getattr(self, name)[:self.count].view(f, h + 1, w + 1)[:, :h, :w] for name in arrays}
-        for f0, f1, r0, r1 in _blocks(f, h, w, self.sliced):
-            part = (slice(f0, f1), slice(r0, r1))
-            bu, bv = u[part], v[part]
-            inside = valid[part] & (bu.abs() < MAX_COORD) & (bv.abs() < MAX_COORD)
-            grids["x"][part] = _snap(torch.where(inside, bu, 0.0))
-            grids["y"][part] = _snap(torch.where(inside, bv, 0.0))
-            grids["inv_z"][part] = torch.where(inside, inv_z[part], 0.0)
-            grids["gated_inv"][part] = torch.where(inside, inv_z[part], -BIG)
-            grids["depth"][part] = torch.where(inside, source_depth[part], 1.0)
-            grids["valid"][part] = inside
+
+        def fill(f0, f1):
+            for r0, r1 in _rows(h, w, self.sliced):
+                part = (slice(f0, f1), slice(r0, r1))
+                bu, bv = u[part], v[part]
+                inside = valid[part] & (bu.abs() < MAX_COORD) & (bv.abs() < MAX_COORD)
+                grids["x"][part] = _snap(torch.where(inside, bu, 0.0))
+                grids["y"][part] = _snap(torch.where(inside, bv, 0.0))
+                grids["inv_z"][part] = torch.where(inside, inv_z[part], 0.0)
+                grids["gated_inv"][part] = torch.where(inside, inv_z[part], -BIG)
+                grids["depth"][part] = torch.where(inside, source_depth[part], 1.0)
+                grids["valid"][part] = inside
+
+        _for_frames(fill, f, self.sliced)
 
     def quad_range(self, f0: int, f1: int, r0: int, r1: int) -> tuple[int, int]:
-        """Quads [start, stop) of rows r0..r1 (of the H + 1 padded rows) of frames f0..f1 (a block of
-        ``_blocks``: one frame, or all rows)."""
+        """Quads [start, stop) of rows r0..r1 (of the H + 1 padded rows) of frames f0..f1 (one frame, or
+        all rows)."""
         return f0 * self.per_frame + r0 * self.wp, (f1 - 1) * self.per_frame + r1 * self.wp
 
     def corners(self, t, start: int, stop: int):
@@ -415,24 +432,28 @@ def rasterize(u: torch.Tensor, v: torch.Tensor, inv_z: torch.Tensor, source_dept
     mesh = Mesh(u.float(), v.float(), inv_z.float(), source_depth.float(), valid)
     targets = Targets(f, h, w, u.device)
     vertex_owner = 2 * mesh.count  # owners at or above this are vertices (their footprints)
-    # min(inv0, inv1) of every quad, shifted by Wp + 1 so that a vertex's four quads are slices.
-    quad_inv = torch.empty(mesh.count + mesh.wp + 1, device=u.device)
-    quad_inv[:mesh.wp + 1] = -1.0
-    for block in _blocks(f, h + 1, mesh.wp, mesh.sliced):
-        start, stop = mesh.quad_range(*block)
-        xs, ys, inv0, inv1, box = quad_table(mesh, start, stop)
-        base = targets.frame_base(mesh, start, stop)
-        _draw_small(xs, ys, inv0, inv1, box, start, base, targets)
-        nx, ny = box[2], box[3]
-        large = torch.minimum(torch.maximum(nx, ny) - (SMALL_BOX + 0.5), nx * ny - 0.5)  # > 0: listed
-        rows = (large > 0).nonzero().squeeze(1)
-        _draw(xs, ys, inv0, inv1, box, rows, base, lambda row, in_first: 2 * (row + start) + ~in_first, targets)
-        torch.minimum(inv0, inv1, out=quad_inv[start + mesh.wp + 1:stop + mesh.wp + 1])
-        fxs, fys, finv, _, fbox, vertex = footprint_table(mesh, quad_inv, start, stop)
-        if vertex.numel():
-            fbase = targets.frame_base(mesh, start, stop, vertex)
-            _draw(fxs, fys, finv, finv, fbox, torch.arange(vertex.shape[0], device=u.device), fbase,
-                  lambda row, in_first: vertex.index_select(0, row) + vertex_owner, targets)
+    # min(inv0, inv1) of every quad, shifted by Wp + 1 so that a vertex's four quads are slices (-1
+    # before the first quad, and until a quad is drawn: footprints read the padding row of the frame before).
+    quad_inv = torch.full((mesh.count + mesh.wp + 1,), -1.0, device=u.device)
+
+    def draw(f0, f1):
+        for r0, r1 in _rows(h + 1, mesh.wp, mesh.sliced):
+            start, stop = mesh.quad_range(f0, f1, r0, r1)
+            xs, ys, inv0, inv1, box = quad_table(mesh, start, stop)
+            base = targets.frame_base(mesh, start, stop)
+            _draw_small(xs, ys, inv0, inv1, box, start, base, targets)
+            nx, ny = box[2], box[3]
+            large = torch.minimum(torch.maximum(nx, ny) - (SMALL_BOX + 0.5), nx * ny - 0.5)  # > 0: listed
+            rows = (large > 0).nonzero().squeeze(1)
+            _draw(xs, ys, inv0, inv1, box, rows, base, lambda row, in_first: 2 * (row + start) + ~in_first, targets)
+            torch.minimum(inv0, inv1, out=quad_inv[start + mesh.wp + 1:stop + mesh.wp + 1])
+            fxs, fys, finv, _, fbox, vertex = footprint_table(mesh, quad_inv, start, stop)
+            if vertex.numel():
+                fbase = targets.frame_base(mesh, start, stop, vertex)
+                _draw(fxs, fys, finv, finv, fbox, torch.arange(vertex.shape[0], device=u.device), fbase,
+                      lambda row, in_first: vertex.index_select(0, row) + vertex_owner, targets)
+
+    _for_frames(draw, f, mesh.sliced)
     return _interpolation(mesh, targets, vertex_owner)
 
 
@@ -444,32 +465,38 @@ def _interpolation(mesh: Mesh, targets: Targets, vertex_owner: int):
     sources = [torch.empty(f, h, w, dtype=torch.int32, device=device) for _ in range(3)]
     weights = [torch.empty(f, h, w, device=device) for _ in range(3)]
     seen = torch.empty(f, h, w, dtype=torch.bool, device=device)
-    xyz = torch.stack([mesh.x, mesh.y, mesh.inv_z], 1)
     px = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
     wp = mesh.wp
-    for f0, f1, r0, r1 in _blocks(f, h, w, mesh.sliced, per_row=3):
-        keys = targets.block(f0, f1, r0, r1)
-        part = (slice(f0, f1), slice(r0, r1))
-        seen[part] = keys >= 0
-        # The owner (low 32 bits); a hole (NO_OWNER: -1) becomes the footprint of padding vertex Wp - 1.
-        owner = keys.int()
-        owner += (owner >> 31) & (vertex_owner + wp)
-        vertex = owner - vertex_owner  # ≥ 0: a footprint or a hole, all three corners that vertex
-        tri = vertex >> 31  # all bits set for a triangle, 0 for a point
-        p0 = (vertex & ~tri) | ((owner >> 1) & tri)
-        second = owner & 1
-        corners = (p0, p0 + ((1 + second * wp) & tri), p0 + ((wp + 1 - second) & tri))  # (a, b, d) or (a, d, c)
-        shape = keys.shape
-        g = [xyz.index_select(0, k.view(-1)).view(*shape, 3) for k in corners]
-        py = torch.arange(r0, r1, device=device, dtype=torch.float32).view(1, r1 - r0, 1)
-        r = [(t[..., 0] - px, t[..., 1] - py) for t in g]
-        point = (tri + 1).float()  # 1 for a point: its edge opposite corner 0 is taken as 1 (the crosses are 0)
-        edge = (_cross(*r[1], *r[2]).add_(point), _cross(*r[2], *r[0]), _cross(*r[0], *r[1]))  # opposite each corner
-        wk = [e.mul_(t[..., 2]) for e, t in zip(edge, g)]
-        total = (wk[0] + wk[1] + wk[2]).clamp_min_(torch.finfo(torch.float32).tiny)  # 0 in holes
-        for k in range(3):
-            sources[k][part] = corners[k]
-            torch.div(wk[k], total, out=weights[k][part])
+    tiny = torch.finfo(torch.float32).tiny
+
+    def interpolation(f0, f1):
+        for r0, r1 in _rows(h, w, mesh.sliced):
+            keys = targets.block(f0, f1, r0, r1)
+            part = (slice(f0, f1), slice(r0, r1))
+            # The owner (low 32 bits); a hole (NO_OWNER: -1) becomes the footprint of padding vertex Wp - 1.
+            owner = keys.int()
+            seen[part] = owner >= 0
+            owner += (owner >> 31) & (vertex_owner + wp)
+            vertex = owner - vertex_owner  # ≥ 0: a footprint or a hole, all three corners that vertex
+            tri = vertex >> 31  # all bits set for a triangle, 0 for a point
+            p0 = (vertex & ~tri) | ((owner >> 1) & tri)
+            second = owner & 1
+            corners = (p0, torch.add(p0, (second * wp).add_(1).bitwise_and_(tri)),  # (a, b, d) or (a, d, c)
+                       torch.add(p0, second.neg_().add_(wp + 1).bitwise_and_(tri)))
+            py = torch.arange(r0, r1, device=device, dtype=torch.float32).view(1, r1 - r0, 1)
+            flat = [k.view(-1) for k in corners]
+            rx = [mesh.x.index_select(0, k).view(keys.shape).sub_(px) for k in flat]
+            ry = [mesh.y.index_select(0, k).view(keys.shape).sub_(py) for k in flat]
+            point = (tri + 1).float()  # 1 for a point: its edge opposite corner 0 counts 1 (the crosses are 0)
+            edge = (_cross(rx[1], ry[1], rx[2], ry[2]).add_(point), _cross(rx[2], ry[2], rx[0], ry[0]),
+                    _cross(rx[0], ry[0], rx[1], ry[1]))  # opposite each corner
+            wk = [e.mul_(mesh.inv_z.index_select(0, k).view(keys.shape)) for e, k in zip(edge, flat)]
+            total = (wk[0] + wk[1]).add_(wk[2]).clamp_min_(tiny)  # 0 in holes
+            for k in range(3):
+                sources[k][part] = corners[k]
+                torch.div(wk[k], total, out=weights[k][part])
+
+    _for_frames(interpolation, f, mesh.sliced)
     return tuple(sources), tuple(weights), seen
 
 
@@ -479,13 +506,19 @@ def interpolate(pixels: torch.Tensor, sources, weights) -> torch.Tensor:
     f, h, w = weights[0].shape
     c = pixels.shape[-1]
     out = torch.empty(f, h, w, c, device=pixels.device, dtype=pixels.dtype)
-    for f0, f1, r0, r1 in _blocks(f, h, w, _sliced(pixels.device), per_row=c):
-        part = (slice(f0, f1), slice(r0, r1))
-        shape = (f1 - f0, r1 - r0, w, c)
-        acc = pixels.index_select(0, sources[0][part].reshape(-1)).view(shape).mul_(weights[0][part].unsqueeze(-1))
-        for k in (1, 2):
-            acc.addcmul_(pixels.index_select(0, sources[k][part].reshape(-1)).view(shape), weights[k][part].unsqueeze(-1))
-        out[part] = acc
+    sliced = _sliced(pixels.device)
+
+    def mix(f0, f1):
+        for r0, r1 in _rows(h, w, sliced, per_row=c):
+            part = (slice(f0, f1), slice(r0, r1))
+            shape = (f1 - f0, r1 - r0, w, c)
+            acc = pixels.index_select(0, sources[0][part].reshape(-1)).view(shape).mul_(weights[0][part].unsqueeze(-1))
+            for k in (1, 2):
+                acc.addcmul_(pixels.index_select(0, sources[k][part].reshape(-1)).view(shape),
+                             weights[k][part].unsqueeze(-1))
+            out[part] = acc
+
+    _for_frames(mix, f, sliced)
     return out
 
 
