@@ -74,6 +74,9 @@ BIG = 2.0**100
 # Edge functions of positions on the 1/SUBPIXEL grid are multiples of 1/SUBPIXEL² (or exactly -1,
 # a gate): a minimum below zero is at most -EDGE_STEP / 2.
 EDGE_STEP = 1.0 / SUBPIXEL**2
+# The same for the listed candidates, whose corners (footprints: ± half a pixel step mapped) lie on a
+# 1/(4·SUBPIXEL) grid: their float64 edge functions are multiples of this, or ±1 (a gate).
+LISTED_STEP = 1.0 / (4 * SUBPIXEL) ** 2
 
 
 def _cross(ax, ay, bx, by):
@@ -218,18 +221,18 @@ def _gate(inv: torch.Tensor) -> torch.Tensor:
 
 def _box(lo_x, lo_y, hi_x, hi_y, mesh: Mesh):
     """The pixel centres in a bounding box, clipped to the image: origin (x_lo, y_lo) and size (nx, ny),
-    float32 [n] holding integers; nx·ny = 0 when it holds none. (Rounded with ``remainder``, exact here:
-    ceil, floor and round run in parallel on CPU from 2048 elements on.)"""
-    x_lo = lo_x.clamp(0, mesh.width)
-    x_lo += torch.remainder(-x_lo, 1.0)  # ceil
-    y_lo = lo_y.clamp(0, mesh.height)
-    y_lo += torch.remainder(-y_lo, 1.0)
+    float32 [n] holding integers; nx·ny = 0 when it holds none. (Rounded with ``frac`` after clipping,
+    exact here: ceil and floor run in parallel on CPU from 2048 elements on.)"""
+    lows = []
+    for lo, end in ((lo_x, mesh.width), (lo_y, mesh.height)):
+        lo = lo.clamp(0, end)
+        lows.append(lo.add_(torch.sub(end, lo).frac_()))  # ceil(lo) = lo + frac(end - lo)
     sizes = []
-    for hi, lo, end in ((hi_x, x_lo, mesh.width), (hi_y, y_lo, mesh.height)):
+    for hi, lo, end in ((hi_x, lows[0], mesh.width), (hi_y, lows[1], mesh.height)):
         hi = hi.clamp(-1.0, end - 1)
-        hi -= torch.remainder(hi, 1.0)  # floor
+        hi -= torch.add(hi, 1.0).frac_()  # floor(hi) = hi - frac(hi + 1)
         sizes.append(hi.sub_(lo).add_(1).clamp_(min=0))
-    return x_lo, y_lo, sizes[0], sizes[1]
+    return lows[0], lows[1], sizes[0], sizes[1]
 
 
 def quad_table(mesh: Mesh, start: int, stop: int):
@@ -332,22 +335,26 @@ def _owners(starts: torch.Tensor, total, first: int) -> torch.Tensor:
     return marks[:total].cumsum_(0).add_(first)
 
 
-def _draw(xs, ys, inv0, inv1, box, rows, base, owner_of, targets: Targets) -> None:
+def _draw(xs, ys, inv0, inv1, box, rows, base, owners, targets: Targets) -> None:
     """z-test every target pixel centre inside a drawn triangle of the table rows ``rows`` (int64 [n])
     of a drawing table (xs, ys, inv0, inv1, box: see ``quad_table``) into ``targets``; base [table] is
-    each row's frame origin in the keys (or an int for all), owner_of(rows, in_first) the owners to
-    record. Edge functions are evaluated in float64, where the products of positions on the
-    1/SUBPIXEL grid are exact, so every triangle sharing an edge sees it with exactly opposite signs."""
+    each row's frame origin in the keys (or an int for all), owners the owners to record for the two
+    triangles of each listed row (int64 [n] each). Edge functions are evaluated in float64, where the
+    products of positions on the 1/SUBPIXEL grid are exact, so every triangle sharing an edge sees it
+    with exactly opposite signs. A centre is inside a triangle when the minimum of its edge functions
+    and of the sign of its inverse depth is ≥ 0 (the second triangle only where not in the first)."""
     if rows.numel() == 0:
         return
     device = rows.device
     keys, row_len = targets.keys, targets.row
     x_lo, y_lo, nx, ny = (t.index_select(0, rows) for t in box)
     counts = (nx * ny).long()
-    nx = nx.long()
     origin = torch.add(x_lo, y_lo, alpha=row_len).long()  # target of (x_lo, y_lo) in its frame
     origin += base if isinstance(base, int) else base.index_select(0, rows)
-    table = [t.index_select(0, rows) for t in (*xs, *ys, inv0, inv1)]
+    position = [t.index_select(0, rows) for t in (*xs, *ys)]
+    row_inv = inv0.index_select(0, rows), inv1.index_select(0, rows)
+    row_keys = [_keys(inv, owner) for inv, owner in zip(row_inv, owners)]
+    gates = [inv.sign().double() for inv in row_inv]  # 1 where drawn, -1 where not
     ends = counts.cumsum(0)
     starts = ends - counts
     total = int(ends[-1])
@@ -355,22 +362,25 @@ def _draw(xs, ys, inv0, inv1, box, rows, base, owner_of, targets: Targets) -> No
     cuts = torch.searchsorted(ends, torch.arange(chunk, max(total, chunk), chunk, device=device)).tolist()
     for first, last in zip([0] + cuts, cuts + [counts.shape[0]]):
         item = _owners(starts[first:last], ends[last - 1] - starts[first], first)
-        local = torch.arange(item.shape[0], device=device).sub_(starts.index_select(0, item)).add_(starts[first])
-        width_q = nx.index_select(0, item)
-        dy = local.div(width_q, rounding_mode="floor")
-        dx = local.sub_(dy * width_q)
-        fx, fy = dx.float(), dy.float()
-        rx = [(t.index_select(0, item) - fx).double() for t in table[0:4]]
-        ry = [(t.index_select(0, item) - fy).double() for t in table[4:8]]
-        s01, s12 = _cross(rx[0], ry[0], rx[1], ry[1]) >= 0, _cross(rx[1], ry[1], rx[2], ry[2]) >= 0
-        s23, s30 = _cross(rx[2], ry[2], rx[3], ry[3]) >= 0, _cross(rx[3], ry[3], rx[0], ry[0]) >= 0
+        local = torch.arange(item.shape[0], device=device).sub_(starts.index_select(0, item)).add_(starts[first]).float()
+        width = nx.index_select(0, item)
+        dy = local / width
+        dy -= dy.frac()  # floor: exact for integers below 2^23
+        dx = local.sub_(dy * width)
+        rx = [(t.index_select(0, item) - dx).double() for t in position[0:4]]
+        ry = [(t.index_select(0, item) - dy).double() for t in position[4:8]]
         diagonal = _cross(rx[2], ry[2], rx[0], ry[0])  # edge p2→p0 of the first triangle
-        inv_a, inv_b = table[8].index_select(0, item), table[9].index_select(0, item)
-        in_first = s01 & s12 & (diagonal >= 0) & (inv_a > 0)
-        in_second = s23 & s30 & (diagonal <= 0) & (inv_b > 0)
-        key = torch.where(in_first | in_second,
-                          _keys(torch.where(in_first, inv_a, inv_b), owner_of(rows.index_select(0, item), in_first)), NO_OWNER)
-        keys.scatter_reduce_(0, origin.index_select(0, item).add_(dy * row_len).add_(dx), key, "amax")
+        inside = torch.minimum(torch.minimum(_cross(rx[0], ry[0], rx[1], ry[1]), _cross(rx[1], ry[1], rx[2], ry[2])),
+                               torch.minimum(diagonal, gates[0].index_select(0, item)))
+        second = torch.minimum(torch.minimum(_cross(rx[2], ry[2], rx[3], ry[3]), _cross(rx[3], ry[3], rx[0], ry[0])),
+                               torch.minimum(diagonal.neg_(), gates[1].index_select(0, item)))
+        second = torch.minimum(second, inside.neg().sub_(LISTED_STEP / 2))  # only where not in the first
+        # 0 where inside, -1 (all bits) where not: or-ed into a key it gives the key or NO_OWNER.
+        miss0 = inside.clamp_(-LISTED_STEP / 2, 0.0).mul_(2 / LISTED_STEP).long()
+        miss1 = second.clamp_(-LISTED_STEP / 2, 0.0).mul_(2 / LISTED_STEP).long()
+        key = (row_keys[0].index_select(0, item) | miss0).bitwise_and_(row_keys[1].index_select(0, item) | miss1)
+        target = origin.index_select(0, item).add_(torch.add(dx, dy, alpha=row_len).long())
+        keys.scatter_reduce_(0, target, key, "amax")
 
 
 def _draw_small(xs, ys, inv0, inv1, box, start: int, base, targets: Targets) -> None:
@@ -445,13 +455,15 @@ def rasterize(u: torch.Tensor, v: torch.Tensor, inv_z: torch.Tensor, source_dept
             nx, ny = box[2], box[3]
             large = torch.minimum(torch.maximum(nx, ny) - (SMALL_BOX + 0.5), nx * ny - 0.5)  # > 0: listed
             rows = (large > 0).nonzero().squeeze(1)
-            _draw(xs, ys, inv0, inv1, box, rows, base, lambda row, in_first: 2 * (row + start) + ~in_first, targets)
+            owner = rows.add(start).mul_(2)
+            _draw(xs, ys, inv0, inv1, box, rows, base, (owner, owner + 1), targets)
             torch.minimum(inv0, inv1, out=quad_inv[start + mesh.wp + 1:stop + mesh.wp + 1])
             fxs, fys, finv, _, fbox, vertex = footprint_table(mesh, quad_inv, start, stop)
             if vertex.numel():
                 fbase = targets.frame_base(mesh, start, stop, vertex)
+                owner = vertex + vertex_owner
                 _draw(fxs, fys, finv, finv, fbox, torch.arange(vertex.shape[0], device=u.device), fbase,
-                      lambda row, in_first: vertex.index_select(0, row) + vertex_owner, targets)
+                      (owner, owner), targets)
 
     _for_frames(draw, f, mesh.sliced)
     return _interpolation(mesh, targets, vertex_owner)
