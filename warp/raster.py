@@ -296,19 +296,24 @@ def _axis(mesh: Mesh, vertex, step: int, default: tuple[float, float]):
     return out
 
 
-def footprint_table(mesh: Mesh, quad_inv: torch.Tensor, start: int, stop: int):
-    """Drawing table (see ``quad_table``, both triangles the same square) of the footprints of the
-    border vertices among vertices start..stop (a vertex with a quad around it that is not fully
-    drawn: at the image border, at a tear, an isolated pixel), and those vertices [n]. quad_inv holds
-    min(inv0, inv1) of every quad, shifted by Wp + 1 (those before the first quad: -1); its quads up to
-    ``stop`` must be known. A footprint is the vertex's pixel square (±½ pixel step), mapped by the
-    local Jacobian of its own surface, at the vertex's inverse depth less FOOTPRINT_DEPTH_BIAS so that
-    where the surface's triangles exist they win. Footprints magnified beyond FOOTPRINT_MAX_STEP are
-    not drawn."""
+def border_vertices(mesh: Mesh, quad_inv: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """The border vertices among vertices start..stop, int64 [n]: valid vertices with a quad around
+    them that is not fully drawn (at the image border, at a tear, an isolated pixel). quad_inv holds
+    min(inv0, inv1) of every quad, shifted by Wp + 1 (negative for quads not drawn and those before
+    the first); its quads up to ``stop`` must be known."""
     wp = mesh.wp
     around = torch.minimum(torch.minimum(quad_inv[start:stop], quad_inv[start + 1:stop + 1]),
                            torch.minimum(quad_inv[start + wp:stop + wp], quad_inv[start + wp + 1:stop + wp + 1]))
-    vertex = ((around < 0) & mesh.valid[start:stop]).nonzero().squeeze(1).add_(start)
+    return ((around < 0) & mesh.valid[start:stop]).nonzero().squeeze(1).add_(start)
+
+
+def footprint_table(mesh: Mesh, vertex: torch.Tensor):
+    """Drawing table (see ``quad_table``, both triangles the same square) of the footprints of the
+    vertices ``vertex`` (int64 [n], from ``border_vertices``). A footprint is the vertex's pixel square
+    (±½ pixel step), mapped by the local Jacobian of its own surface, at the vertex's inverse depth
+    less FOOTPRINT_DEPTH_BIAS so that where the surface's triangles exist they win. Footprints
+    magnified beyond FOOTPRINT_MAX_STEP are not drawn."""
+    wp = mesh.wp
     ux, uy = _axis(mesh, vertex, 1, (1.0, 0.0))
     vx, vy = _axis(mesh, vertex, wp, (0.0, 1.0))
     cx, cy = mesh.x.index_select(0, vertex), mesh.y.index_select(0, vertex)
@@ -322,7 +327,7 @@ def footprint_table(mesh: Mesh, quad_inv: torch.Tensor, start: int, stop: int):
                torch.minimum(torch.minimum(ys[0], ys[1]), torch.minimum(ys[2], ys[3])).add_(gate),
                torch.maximum(torch.maximum(xs[0], xs[1]), torch.maximum(xs[2], xs[3])).sub_(gate),
                torch.maximum(torch.maximum(ys[0], ys[1]), torch.maximum(ys[2], ys[3])).sub_(gate), mesh)
-    return [t - box[0] for t in xs], [t - box[1] for t in ys], inv, inv, box, vertex
+    return [t - box[0] for t in xs], [t - box[1] for t in ys], inv, inv, box
 
 
 def _owners(starts: torch.Tensor, total, first: int) -> torch.Tensor:
@@ -383,14 +388,20 @@ def _draw(xs, ys, inv0, inv1, box, rows, base, owners, targets: Targets) -> None
         keys.scatter_reduce_(0, target, key, "amax")
 
 
-def _draw_small(xs, ys, inv0, inv1, box, start: int, base, targets: Targets) -> None:
-    """``_draw`` for the quads start.. of a drawing table whose box holds at most SMALL_BOX × SMALL_BOX
-    pixel centres, without listing candidates: each edge function is affine in the pixel centre,
+def _draw_small(xs, ys, inv0, inv1, box, rows, base, owner, targets: Targets) -> None:
+    """``_draw`` for the quads of a drawing table whose box holds at most SMALL_BOX × SMALL_BOX pixel
+    centres, without listing candidates: each edge function is affine in the pixel centre,
     E(dx, dy) = E(0, 0) − dx·Δy + dy·Δx from the box origin, and is evaluated at the few centres of
     the box. Positions within a few pixels of the origin on the 1/SUBPIXEL grid make every term exact
     in float32, so the values equal ``_draw``'s. A centre is inside the first triangle when the minimum
     of its edge functions and of two gates (-1 when the triangle is not drawn or its quad's box is not
-    small; -1 beyond the box) is ≥ 0, inside the second likewise when it is not inside the first."""
+    small; -1 beyond the box) is ≥ 0, inside the second likewise when it is not inside the first.
+    rows (int64 [n]) picks the quads to draw (None: all), owner (int64 [n]) is the owner of each
+    one's first triangle (the second's is one more), base as in ``_draw``."""
+    if rows is not None:
+        xs, ys, inv0, inv1 = ([t.index_select(0, rows) for t in c] for c in (xs, ys, [inv0], [inv1]))
+        inv0, inv1, box = inv0[0], inv1[0], [t.index_select(0, rows) for t in box]
+        base = base if isinstance(base, int) else base.index_select(0, rows)
     n = inv0.shape[0]
     if n == 0 or SMALL_BOX == 0:
         return
@@ -399,7 +410,6 @@ def _draw_small(xs, ys, inv0, inv1, box, start: int, base, targets: Targets) -> 
     small = torch.maximum(nx, ny).neg_().add_(SMALL_BOX + 0.5)  # > 0: the box is small
     gate0 = torch.minimum(inv0, small).sign_()  # 1: drawn here, -1: not
     gate1 = torch.minimum(inv1, small).sign_()
-    owner = torch.arange(2 * start, 2 * (start + n), 2, device=keys.device)
     key0 = _keys(inv0, owner)
     key1 = _keys(inv1, owner + 1)
     origin = torch.add(x_lo, y_lo, alpha=row_len).long()
@@ -447,23 +457,38 @@ def rasterize(u: torch.Tensor, v: torch.Tensor, inv_z: torch.Tensor, source_dept
     quad_inv = torch.full((mesh.count + mesh.wp + 1,), -1.0, device=u.device)
 
     def draw(f0, f1):
+        border = []  # border vertices of the slices drawn so far, whose footprints are not yet drawn
         for r0, r1 in _rows(h + 1, mesh.wp, mesh.sliced):
             start, stop = mesh.quad_range(f0, f1, r0, r1)
             xs, ys, inv0, inv1, box = quad_table(mesh, start, stop)
             base = targets.frame_base(mesh, start, stop)
-            _draw_small(xs, ys, inv0, inv1, box, start, base, targets)
             nx, ny = box[2], box[3]
-            large = torch.minimum(torch.maximum(nx, ny) - (SMALL_BOX + 0.5), nx * ny - 0.5)  # > 0: listed
-            rows = (large > 0).nonzero().squeeze(1)
+            size, count = torch.maximum(nx, ny), nx * ny - 0.5  # count > 0: the box holds a centre
+            if mesh.sliced:  # only the small boxes that hold a centre (on a GPU the selection costs more)
+                rows = (torch.minimum(size.neg().add_(SMALL_BOX + 0.5), count) > 0).nonzero().squeeze(1)
+                owner = rows.add(start).mul_(2)
+            else:
+                rows, owner = None, torch.arange(2 * start, 2 * stop, 2, device=u.device)
+            _draw_small(xs, ys, inv0, inv1, box, rows, base, owner, targets)
+            rows = (torch.minimum(size.sub_(SMALL_BOX + 0.5), count) > 0).nonzero().squeeze(1)  # listed
             owner = rows.add(start).mul_(2)
             _draw(xs, ys, inv0, inv1, box, rows, base, (owner, owner + 1), targets)
             torch.minimum(inv0, inv1, out=quad_inv[start + mesh.wp + 1:stop + mesh.wp + 1])
-            fxs, fys, finv, _, fbox, vertex = footprint_table(mesh, quad_inv, start, stop)
-            if vertex.numel():
-                fbase = targets.frame_base(mesh, start, stop, vertex)
-                owner = vertex + vertex_owner
-                _draw(fxs, fys, finv, finv, fbox, torch.arange(vertex.shape[0], device=u.device), fbase,
-                      (owner, owner), targets)
+            border.append(border_vertices(mesh, quad_inv, start, stop))
+            if sum(t.shape[0] for t in border) > CPU_SLICE // 2 or r1 == h + 1:
+                footprints(torch.cat(border) if len(border) > 1 else border[0], start, stop)
+                border.clear()
+
+    def footprints(vertex, start, stop):
+        """Draw the footprints of border vertices (of quads up to ``stop``, in one frame unless not
+        sliced), in pieces of at most CPU_SLICE // 2 on CPU."""
+        step = CPU_SLICE // 2 if mesh.sliced else max(vertex.shape[0], 1)
+        for first in range(0, vertex.shape[0], step):
+            part = vertex[first:first + step]
+            fxs, fys, finv, _, fbox = footprint_table(mesh, part)
+            owner = part + vertex_owner
+            _draw(fxs, fys, finv, finv, fbox, torch.arange(part.shape[0], device=u.device),
+                  targets.frame_base(mesh, start, stop, part), (owner, owner), targets)
 
     _for_frames(draw, f, mesh.sliced)
     return _interpolation(mesh, targets, vertex_owner)
