@@ -26,13 +26,17 @@ at those centres directly, with edge functions updated from the box origin (``_d
 centres of larger quads are listed and processed in slices of CANDIDATE_CHUNK to bound memory
 (``_draw``). The z-test is a ``scatter_reduce_(amax)`` on a 64-bit key: the float bits of the inverse
 depth above the triangle's number. The per-quad tests are float arithmetic whose sign carries the
-answer (a triangle's inverse depth is ≤ 0 when it is not drawn, a centre is inside when the minimum
-of its edge functions is ≥ 0), not boolean masks and selections, which cost several times more.
+answer (a triangle's inverse depth is < 0 when it is not drawn, a centre is inside when the minimum
+of its edge functions and gates is ≥ 0), not boolean masks and selections, which cost several times
+more on CPU.
 
 On a GPU all frames go through each step at once. On CPU the same steps run on slices of the grid
-(``_rows``: rows of one frame, under CPU_SLICE elements per tensor; frames on torch's threads), so that every operation
-works on data in cache and stays below ATen's parallel grain — each op runs on the calling thread
-with no wait for others, which on shared cores costs more than the op (docs/performance.md).
+(``_rows``: rows of one frame, under CPU_SLICE elements per tensor), the frames shared among
+torch's threads (``_for_frames``), so that every op works on data in cache and stays below ATen's
+parallel grain: it runs on the calling thread with no wait at a barrier for other threads, which on
+shared cores costs more than the op (docs/geometry.md, "Implementation"). Ops that ATen runs in
+parallel from far fewer elements (ceil, floor, round, repeat_interleave, advanced indexing) are not
+used in the slices.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ FOOTPRINT_MAX_STEP = 16.0
 # (``_draw_small``); larger ones through the list of their candidates (``_draw``).
 SMALL_BOX = 2
 # On CPU, elements per tensor of one slice: below ATen's parallel grain (32768), so each op runs on
-# the calling thread on operands in cache (docs/performance.md, "Forward warp" on CPU).
+# the calling thread on operands in cache (docs/geometry.md, "Implementation").
 CPU_SLICE = 32767
 # A float far above any position, edge function or inverse depth, and far below float32's maximum:
 # inverse depth of invalid vertices (negated), and the gates that keep a value out of a minimum.
@@ -156,8 +160,9 @@ class Mesh:
                 inside = valid[part] & (bu.abs() < MAX_COORD) & (bv.abs() < MAX_COORD)
                 grids["x"][part] = _snap(torch.where(inside, bu, 0.0))
                 grids["y"][part] = _snap(torch.where(inside, bv, 0.0))
-                grids["inv_z"][part] = torch.where(inside, inv_z[part], 0.0)
-                grids["gated_inv"][part] = torch.where(inside, inv_z[part], -BIG)
+                gated = torch.where(inside, inv_z[part], -BIG)
+                grids["gated_inv"][part] = gated
+                grids["inv_z"][part] = gated.clamp_(min=0.0)
                 grids["depth"][part] = torch.where(inside, source_depth[part], 1.0)
                 grids["valid"][part] = inside
 
@@ -443,8 +448,8 @@ def rasterize(u: torch.Tensor, v: torch.Tensor, inv_z: torch.Tensor, source_dept
     """Which source pixels make each target pixel, and with which weights.
 
     u, v [F, H, W] float32: target column and row of every source pixel (any value where not
-    valid); inv_z [F, H, W] float32: 1/z in the target camera (> 0 where valid); source_depth
-    [F, H, W]: the depth the pixel was lifted with (> 0 where valid); valid [F, H, W] bool.
+    valid); inv_z [F, H, W] float32: 1/z in the target camera (> 0 and below 10²⁰ where valid);
+    source_depth [F, H, W]: the depth the pixel was lifted with (> 0 where valid); valid [F, H, W] bool.
     Returns sources, three [F, H, W] int32 (rows of ``padded_pixels``), weights, three [F, H, W]
     float32 (perspective-correct, sum 1; 0 in holes), and seen [F, H, W] bool.
     """
@@ -548,12 +553,12 @@ def interpolate(pixels: torch.Tensor, sources, weights) -> torch.Tensor:
     def mix(f0, f1):
         for r0, r1 in _rows(h, w, sliced, per_row=c):
             part = (slice(f0, f1), slice(r0, r1))
-            shape = (f1 - f0, r1 - r0, w, c)
-            acc = pixels.index_select(0, sources[0][part].reshape(-1)).view(shape).mul_(weights[0][part].unsqueeze(-1))
+            acc = out[part]  # contiguous: whole rows
+            torch.index_select(pixels, 0, sources[0][part].reshape(-1), out=acc.view(-1, c))
+            acc.mul_(weights[0][part].unsqueeze(-1))
             for k in (1, 2):
-                acc.addcmul_(pixels.index_select(0, sources[k][part].reshape(-1)).view(shape),
+                acc.addcmul_(pixels.index_select(0, sources[k][part].reshape(-1)).view(acc.shape),
                              weights[k][part].unsqueeze(-1))
-            out[part] = acc
 
     _for_frames(mix, f, sliced)
     return out
