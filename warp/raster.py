@@ -412,7 +412,8 @@ def _draw_small(xs, ys, inv0, inv1, box, rows, base, owner, targets: Targets) ->
         return
     keys, row_len = targets.keys, targets.row
     x_lo, y_lo, nx, ny = box
-    small = torch.maximum(nx, ny).neg_().add_(SMALL_BOX + 0.5)  # > 0: the box is small
+    # > 0 where the box is small and holds a centre (so the box origin is a centre of it).
+    small = torch.minimum(torch.maximum(nx, ny).neg_().add_(SMALL_BOX + 0.5), nx * ny - 0.5)
     gate0 = torch.minimum(inv0, small).sign_()  # 1: drawn here, -1: not
     gate1 = torch.minimum(inv1, small).sign_()
     key0 = _keys(inv0, owner)
@@ -432,12 +433,16 @@ def _draw_small(xs, ys, inv0, inv1, box, rows, base, owner, targets: Targets) ->
         for dx in range(SMALL_BOX):
             e01, e12, e23, e30, e20 = (e if dy == 0 else torch.add(e, b, alpha=dy)
                                        for e, (_, _, b) in zip(at_column[dx], edges))
-            in_box = torch.minimum(columns[dx], rows[dy])
-            first = torch.minimum(torch.minimum(e01, e12), torch.minimum(e20, torch.minimum(gate0, in_box)))
-            second = torch.minimum(torch.minimum(e23, e30), torch.minimum(e20.neg(), torch.minimum(gate1, in_box)))
-            second = torch.minimum(second, first.neg().sub_(half))  # only where not in the first
+            # Gates, and whether this centre is in the box (the origin is, where the gates are 1).
+            in_box = (None if dx == 0 and dy == 0 else rows[dy] if dx == 0 else columns[dx] if dy == 0
+                      else torch.minimum(columns[dx], rows[dy]))
+            g0 = gate0 if in_box is None else torch.minimum(gate0, in_box)
+            g1 = gate1 if in_box is None else torch.minimum(gate1, in_box)
+            first = torch.minimum(torch.minimum(e01, e12), torch.minimum(e20, g0))
+            second = torch.minimum(torch.minimum(e23, e30), torch.minimum(e20.neg(), g1))
+            second = torch.minimum(second, torch.rsub(first, -half))  # only where not in the first
             # 0 where inside, -1 (all bits) where not: or-ed into a key it gives the key or NO_OWNER.
-            miss0 = first.clamp(-half, 0.0).mul_(1.0 / half).long()
+            miss0 = first.clamp_(-half, 0.0).mul_(1.0 / half).long()
             miss1 = second.clamp_(-half, 0.0).mul_(1.0 / half).long()
             key = (key0 | miss0).bitwise_and_(key1 | miss1)
             keys.scatter_reduce_(0, origin + (dy * row_len + dx), key, "amax")
