@@ -124,3 +124,19 @@ def test_a_surface_turned_away_is_not_drawn():
     depth = torch.full((1, H, W), 2.0)
     _, _, seen = raster.rasterize(u + 0.5, v + 0.5, 1.0 / depth, depth, torch.ones(1, H, W, dtype=torch.bool))
     assert float(seen[0, 2:-2, 2:-2].float().mean()) < 0.05
+
+
+def test_the_warp_runs_in_inference_mode_and_under_no_grad_as_outside():
+    """ComfyUI runs nodes in inference mode: the warp's CPU threads write its tensors in that mode
+    too, and give the same result as outside it."""
+    images, depth = _step_scene()
+    images, depth = images.expand(3, -1, -1, -1), depth.expand(3, -1, -1)
+    K_s, K_t = _zoom(1.2)
+    T = torch.cat([_truck(0.1), _truck(0.0), _truck(-0.1)])
+    plain = splat.forward_warp(images, depth, T, K_s, K_t)
+    with torch.inference_mode():
+        inside = splat.forward_warp(images.clone(), depth.clone(), T.clone(), K_s, K_t)
+    with torch.no_grad():
+        no_grad = splat.forward_warp(images, depth, T, K_s, K_t)
+    for other in (inside, no_grad):
+        assert torch.equal(plain[0], other[0]) and torch.equal(plain[1], other[1])

@@ -106,7 +106,8 @@ def _rows(rows: int, width: int, sliced: bool, per_row: int = 1):
 def _for_frames(work, frames: int, sliced: bool) -> None:
     """work(f0, f1) for all frames: once for all unless ``sliced``, else for each frame, on up to
     ``torch.get_num_threads()`` threads (a slice's ops release the GIL; each frame writes its own
-    part of every output)."""
+    part of every output). The threads run in the caller's inference and grad modes (thread-local in
+    torch: ComfyUI runs nodes in inference mode, whose tensors only such threads may write)."""
     if not sliced:
         work(0, frames)
         return
@@ -115,8 +116,14 @@ def _for_frames(work, frames: int, sliced: bool) -> None:
         for i in range(frames):
             work(i, i + 1)
         return
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def frame(i):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            work(i, i + 1)
+
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: work(i, i + 1), range(frames)))
+        list(pool.map(frame, range(frames)))
 
 
 def _sliced(device: torch.device) -> bool:
