@@ -88,9 +88,11 @@ def _cross(ax, ay, bx, by):
 
 
 def _snap(t: torch.Tensor) -> torch.Tensor:
-    """t (float32, |t| < MAX_COORD) rounded to the nearest multiple of 1/SUBPIXEL, ties to even (as
-    ``torch.round``; by adding and removing 1.5·2⁵² in float64, since ``round`` runs in parallel on
-    CPU from 2048 elements on)."""
+    """t (float32, |t| < MAX_COORD) rounded to the nearest multiple of 1/SUBPIXEL, ties to even: with
+    ``torch.round``, on CPU by adding and removing 1.5·2⁵² in float64 instead (the same bits), since
+    ``round`` runs in parallel there from 2048 elements on."""
+    if t.device.type != "cpu":
+        return t.mul(SUBPIXEL).round_().div_(SUBPIXEL)
     magic = 1.5 * 2.0**52
     return t.double().mul_(SUBPIXEL).add_(magic).sub_(magic).div_(SUBPIXEL).float()
 
