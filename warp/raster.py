@@ -377,7 +377,7 @@ def _draw(xs, ys, inv0, inv1, box, rows, base, owners, targets: Targets) -> None
     ends = counts.cumsum(0)
     starts = ends - counts
     total = int(ends[-1])
-    chunk = min(CANDIDATE_CHUNK, CPU_SLICE) if device.type == "cpu" else CANDIDATE_CHUNK
+    chunk = min(CANDIDATE_CHUNK, CPU_SLICE) if _sliced(device) else CANDIDATE_CHUNK
     cuts = torch.searchsorted(ends, torch.arange(chunk, max(total, chunk), chunk, device=device)).tolist()
     for first, last in zip([0] + cuts, cuts + [counts.shape[0]]):
         item = _owners(starts[first:last], ends[last - 1] - starts[first], first)
