@@ -99,15 +99,19 @@ def test_the_tear_threshold_separates_one_surface_from_two():
         assert bool(holes.any(1).all()) == torn and bool(holes.any()) == torn, ratio
 
 
-@pytest.mark.parametrize("setting, value", [("CANDIDATE_CHUNK", 97), ("SMALL_BOX", 0)])
+@pytest.mark.parametrize("setting, value", [("CANDIDATE_CHUNK", 97), ("SMALL_BOX", 0), ("CPU_SLICE", 40),
+                                            ("_sliced", lambda device: False)])
 def test_slicing_the_candidates_or_listing_every_one_changes_nothing(monkeypatch, setting, value):
     """The same bits whether the candidates are processed in small slices, or every quad's centres are
-    listed (SMALL_BOX = 0) instead of stepping the edge functions of small quads."""
+    listed (SMALL_BOX = 0) instead of stepping the edge functions of small quads, and whether the grid
+    is processed in slices of one row (CPU_SLICE below a row) or all at once (as on a GPU)."""
     images, depth = _step_scene()
+    images, depth = images.expand(2, -1, -1, -1), depth.expand(2, -1, -1)  # two frames, two moves
     K_s, K_t = _zoom(1.3, (0.25, 0.0))
-    T = _truck(0.1)
-    T[0, :3, :3] = cam.rotation_y(torch.tensor([4.0]))[0].float()
+    T = torch.cat([_truck(0.1), _truck(-0.2)])
+    T[:, :3, :3] = cam.rotation_y(torch.tensor([4.0, -3.0])).float()
     whole = splat.forward_warp(images, depth, T, K_s, K_t)
+    assert 0.0 < float(whole[1].mean()) < 0.5 and not torch.equal(whole[1][0], whole[1][1])
     monkeypatch.setattr(raster, setting, value)
     other = splat.forward_warp(images, depth, T, K_s, K_t)
     assert torch.equal(whole[0], other[0]) and torch.equal(whole[1], other[1])
@@ -120,3 +124,19 @@ def test_a_surface_turned_away_is_not_drawn():
     depth = torch.full((1, H, W), 2.0)
     _, _, seen = raster.rasterize(u + 0.5, v + 0.5, 1.0 / depth, depth, torch.ones(1, H, W, dtype=torch.bool))
     assert float(seen[0, 2:-2, 2:-2].float().mean()) < 0.05
+
+
+def test_the_warp_runs_in_inference_mode_and_under_no_grad_as_outside():
+    """ComfyUI runs nodes in inference mode: the warp's CPU threads write its tensors in that mode
+    too, and give the same result as outside it."""
+    images, depth = _step_scene()
+    images, depth = images.expand(3, -1, -1, -1), depth.expand(3, -1, -1)
+    K_s, K_t = _zoom(1.2)
+    T = torch.cat([_truck(0.1), _truck(0.0), _truck(-0.1)])
+    plain = splat.forward_warp(images, depth, T, K_s, K_t)
+    with torch.inference_mode():
+        inside = splat.forward_warp(images.clone(), depth.clone(), T.clone(), K_s, K_t)
+    with torch.no_grad():
+        no_grad = splat.forward_warp(images, depth, T, K_s, K_t)
+    for other in (inside, no_grad):
+        assert torch.equal(plain[0], other[0]) and torch.equal(plain[1], other[1])
