@@ -107,3 +107,22 @@ def save_results(name: str, results: dict, out_dir: str | None = None) -> str:
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     return path
+
+
+def random_core_unet_state(device: str, seed: int = 0, **config) -> dict:
+    """A state dict of core ComfyUI's UNetModel at ``config`` (core must be importable): matrices N(0, 1/fan_in),
+    norm weights 1, other vectors 0, stored fp16 on the CPU like the released checkpoints; drawn on ``device``."""
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    with torch.device("meta"):
+        shapes = {n: t.shape for n, t in UNetModel(operations=comfy.ops.disable_weight_init, **config).state_dict().items()}
+    gen = torch.Generator(device).manual_seed(seed)
+    state = {}
+    for name, shape in shapes.items():
+        if len(shape) < 2:
+            value = torch.ones(shape) if name.endswith("weight") else torch.zeros(shape)
+        else:
+            value = torch.randn(shape, generator=gen, device=device) / torch.Size(shape[1:]).numel() ** 0.5
+        state[name] = value.half().cpu()
+    return state

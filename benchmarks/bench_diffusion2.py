@@ -40,25 +40,12 @@ FULL_UNET = dict(channel_mult=(1, 2, 4, 4))  # core's SVD / SV3D UNet: 320·(1, 
 
 
 def unet_state(kind: str, full: bool, device: str, seed: int = 0) -> dict:
-    """A state dict of core's UNetModel for ``kind`` ("svd" / "sv3d_p"): matrices N(0, 1/fan_in), norms 1, other
-    vectors 0, fp16 on the CPU. ``full``: core's full-size config; else the host tests' tiny one."""
-    import comfy.ops
+    """A random state dict of core's UNetModel for ``kind`` ("svd" / "sv3d_p", ``C.random_core_unet_state``).
+    ``full``: core's full-size config; else the host tests' tiny one."""
     from _comfy_host import SVD_ADM, SVD_UNET
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    config = dict(SVD_UNET, **(FULL_UNET if full else {}))
-    with torch.device("meta"):
-        shapes = {n: t.shape for n, t in UNetModel(operations=comfy.ops.disable_weight_init,
-                                                     adm_in_channels=SVD_ADM[kind], **config).state_dict().items()}
-    gen = torch.Generator(device).manual_seed(seed)
-    state = {}
-    for name, shape in shapes.items():
-        if len(shape) < 2:
-            value = torch.ones(shape) if name.endswith("weight") else torch.zeros(shape)
-        else:
-            value = torch.randn(shape, generator=gen, device=device) / torch.Size(shape[1:]).numel() ** 0.5
-        state[name] = value.half().cpu()
-    return state
+    return C.random_core_unet_state(device, seed, adm_in_channels=SVD_ADM[kind],
+                                    **dict(SVD_UNET, **(FULL_UNET if full else {})))
 
 
 def conditionings(count: int, views: int, latent: int, sv3d: bool, seed: int):

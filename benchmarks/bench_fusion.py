@@ -37,24 +37,11 @@ CAMERAS = 4
 
 
 def unet_state(full: bool, device: str, seed: int = 0) -> dict:
-    """core's UNetModel state at SD 1.5's config (``full``) or the host tests' tiny one: matrices N(0, 1/fan_in),
-    norm weights 1, other vectors 0, fp16 on the CPU."""
-    import comfy.ops
+    """A random state dict of core's UNetModel at SD 1.5's config (``full``) or the host tests' tiny one
+    (``C.random_core_unet_state``)."""
     from _comfy_host import SD15_UNET
-    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
 
-    config = dict(SD15_UNET, **(FULL_SD15 if full else {}))
-    with torch.device("meta"):
-        shapes = {n: t.shape for n, t in UNetModel(operations=comfy.ops.disable_weight_init, **config).state_dict().items()}
-    gen = torch.Generator(device).manual_seed(seed)
-    state = {}
-    for name, shape in shapes.items():
-        if len(shape) < 2:
-            value = torch.ones(shape) if name.endswith("weight") else torch.zeros(shape)
-        else:
-            value = torch.randn(shape, generator=gen, device=device) / torch.Size(shape[1:]).numel() ** 0.5
-        state[name] = value.half().cpu()
-    return state
+    return C.random_core_unet_state(device, seed, **dict(SD15_UNET, **(FULL_SD15 if full else {})))
 
 
 def main(argv=None) -> int:
