@@ -17,11 +17,10 @@ DEVICE_CHOICES = ("auto", "cpu")
 MAX_DILATE = 64
 FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius offset of thousands of orbit radii); "
                  "use radius offsets below 1 (1 puts the camera on the pivot) and moderate moves.")
-# Peak memory of the warp in units of one float32 RGB video of the same size: measured on CPU at
-# 720x480, the peak above the inputs grows by 17.5 such videos per video of frames (12 -> 24 frames:
-# 2.01 -> 2.82 GiB), on top of about 1.2 GiB for one slice of raster candidates (CANDIDATE_CHUNK);
-# on one H200 at 81x480x832 it was 9.42 GiB above what was allocated before, 26 such videos
-# (benchmarks/results/native_wan_24gib.json). The larger count is what is asked for.
+# Peak memory of the warp in units of one float32 RGB video of the same size, the most any measurement
+# gave: an earlier mesh warp took 9.42 GiB above what was allocated before at 81x480x832 on one H200,
+# 26 such videos; the current one takes 6.0 GiB there, 16 videos (benchmarks/results/native_wan_24gib.json,
+# 2026-12-02), and on CPU it works in slices of a frame, below either. 26 is kept as the bound asked for.
 WARP_MEMORY_COPIES = 26
 
 
