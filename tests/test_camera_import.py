@@ -513,3 +513,76 @@ def test_colmap_documentation_example_lines_are_read():
     assert torch.allclose(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(2, 3, 3), atol=1e-12)
     assert torch.allclose(torch.linalg.det(R), torch.ones(2, dtype=torch.float64))
     assert read.lenses[0].fx == read.lenses[0].fy == 2559.81 and read.lenses[1].cx == 1536
+
+
+def _mutated_json(rng, value, depth: int = 0):
+    """``value`` with one random edit somewhere inside: a key dropped, an item replaced by something hostile."""
+    hostile = [None, "x", -1, 0, 1e300, 10 ** 400, [], {}, True, [[1]], float("nan")]
+    if isinstance(value, dict) and value:
+        out, key = dict(value), rng.choice(sorted(value))
+        if rng.random() < 0.25:
+            del out[key]
+        else:
+            out[key] = _mutated_json(rng, value[key], depth + 1) if rng.random() < 0.6 else rng.choice(hostile)
+        return out
+    if isinstance(value, list) and value:
+        out, i = list(value), rng.randrange(len(value))
+        out[i] = _mutated_json(rng, value[i], depth + 1) if rng.random() < 0.6 else rng.choice(hostile)
+        return out
+    return rng.choice(hostile + [value])
+
+
+def _mutated_text(rng, text: str) -> str:
+    chars = list(text)
+    for _ in range(rng.randint(0, 2)):
+        i = rng.randrange(len(chars) + 1)
+        if chars and rng.random() < 0.3:
+            del chars[min(i, len(chars) - 1)]
+        else:
+            chars.insert(i, rng.choice([" ", "\n", "#", "-", ".", "e", "9", " nan ", " inf ", " 1e400 ", "\n\n",
+                                        " 99999999999999999999 "]))
+    return "".join(chars)
+
+
+def test_mutated_camera_files_only_ever_raise_the_packs_error():
+    """A few hundred seeded mutations of valid transforms.json, COLMAP text and COLMAP binary files: each either
+    imports to a finite path or is refused with InverseDVSError, never another exception from deep inside."""
+    import random
+
+    rng = random.Random(0)
+    poses = [[[1, 0, 0, 0.1 * i], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]] for i in range(5)]
+    document = {"camera_angle_x": 0.8, "frames": [{"file_path": f"f{i}.png", "transform_matrix": m}
+                                                  for i, m in enumerate(poses)]}
+    cameras_txt = "1 PINHOLE 640 480 500 500 320 240\n"
+    images_txt = "".join(f"{i + 1} 1 0 0 0 {0.1 * i} 0 0 1 f{i}.png\n\n" for i in range(5))
+    good_cameras = cio.parse_colmap_cameras_text(cameras_txt)
+
+    def to_path(cameras):
+        for reference in cio.SCALE_REFERENCES:
+            try:
+                path, centre = cio.cameras_to_path(cameras, 5, 0, cio.RESAMPLE, reference, 1.0, (720, 480), cio.CROP,
+                                                   "test")
+            except InverseDVSError:
+                continue
+            assert torch.isfinite(path.world_to_camera).all() and torch.isfinite(path.zoom).all()
+            assert torch.isfinite(centre).all() and math.isfinite(path.fov_x_deg)
+
+    imported = [0, 0, 0, 0]
+    for _ in range(200):
+        doc = document
+        for _ in range(rng.randint(0, 2)):
+            doc = _mutated_json(rng, doc)
+        for kind, parse in enumerate((lambda: cio.parse_transforms(json.dumps(doc)),
+                      lambda: cio.parse_colmap_images_text(_mutated_text(rng, images_txt),
+                                                           cio.parse_colmap_cameras_text(_mutated_text(rng, cameras_txt))),
+                      lambda: cio.parse_colmap_cameras_binary(bytes(rng.randrange(256) for _ in range(rng.randint(0, 80)))),
+                      lambda: cio.parse_colmap_images_binary(bytes(rng.randrange(256) for _ in range(rng.randint(0, 120))),
+                                                             good_cameras))):
+            try:
+                cameras = parse()
+            except InverseDVSError:
+                continue
+            if isinstance(cameras, cio.ImportedCameras):
+                imported[kind] += 1
+                to_path(cameras)
+    assert min(imported[:2]) >= 30, imported  # many files stay valid, so the import path itself is exercised
