@@ -56,6 +56,21 @@ def clip_windows(latent_frames: int, overlap: int, stride: int, window: int, nod
     return window_spans(latent_frames, window, overlap // stride)
 
 
+def recorded_windows(noise: dict, latent_frames: int, stride: int, window: int, node: str) -> list[tuple[int, int]]:
+    """The windows the inversion recorded with ``noise`` (checked: they cover ``latent_frames`` and none is longer
+    than the model's ``window``), else the model's default ones (``clip_windows``)."""
+    recorded = (noise.get("inversion") or {}).get("windows")
+    if not recorded:
+        return clip_windows(latent_frames, DEFAULT_WINDOW_OVERLAP, stride, window, node)
+    spans = [tuple(int(v) for v in span) for span in recorded]
+    if spans[0][0] != 0 or spans[-1][1] != latent_frames or max(end - start for start, end in spans) > window:
+        raise InverseDVSError(
+            f"{node}: the noise records windows {spans} that do not fit this clip's {latent_frames} latent "
+            "frames or this model's window; connect the noise the inversion made from this clip with this model."
+        )
+    return spans
+
+
 def _window_shape(samples: torch.Tensor, spans) -> tuple[int, ...]:
     """Shape [B, C, T_window, h, w] of the largest window the denoiser sees."""
     return (*samples.shape[:2], max(e - s for s, e in spans), *samples.shape[3:])
@@ -371,9 +386,8 @@ class Sample:
             )
         _, unseen, fully = latent_masks(mask, x_samples, node, *model.compression(),
                                         frame_count=clean.get("frame_count"))
-        spans = [tuple(span) for span in (inv or {}).get("windows") or
-                 clip_windows(x_samples.shape[2], DEFAULT_WINDOW_OVERLAP, model.temporal_compression,
-                              model.window_latent_frames, node)]
+        spans = recorded_windows(noise, x_samples.shape[2], model.temporal_compression, model.window_latent_frames,
+                                 node)
         pos = text_embeds(positive, model, node, "positive")
         neg = text_embeds(negative, model, node, "negative")
 

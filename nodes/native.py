@@ -25,7 +25,7 @@ from ..krnr.noise_init import seeded_generator
 from . import _validate
 from .diffusion import (DEFAULT_GUIDANCE, DEFAULT_K, DEFAULT_PRESERVATION, DEFAULT_SEED, DEFAULT_STRENGTH,
                         DEFAULT_WINDOW_OVERLAP, INVERSION_ENDS, MAX_K, MAX_SEED, MAX_WINDOW_OVERLAP, SLM_SCOPES,
-                        check_pairing, clip_windows, latent_masks)
+                        check_pairing, clip_windows, latent_masks, recorded_windows)
 
 CATEGORY = "InverseDVS/native"
 # Inversion of the native path: to the sampling start is what reconstructs with k = 0.
@@ -462,7 +462,8 @@ class NativeSample:
         _check_same_experts(noise, None if model_high_noise is None else boundary, node)
         # split between two experts, each guider still counts the whole grid's steps
         grid_steps = len(sigmas) - 1 if model_high_noise is not None else 0
-        spans = self._spans(model, clean_m["samples"].shape[2], noise, node)
+        spans = recorded_windows(noise, clean_m["samples"].shape[2], native.TEMPORAL_COMPRESSION,
+                                 native.window_latent_frames(model), node)
         # a model that keeps its first latent frame gets SLM's clean LATENT, which carries the noise mask
         latent = clean_m if "noise_mask" in clean_m else {"samples": clean["samples"]}
         if len(spans) == 1:  # the five-node wiring, as is
@@ -496,21 +497,6 @@ class NativeSample:
             return out["samples"].float().cpu()
 
         return ({"samples": windows.sample_windows(start, spans, None, sample_window)},)
-
-    @staticmethod
-    def _spans(model, latent_frames: int, noise: dict, node: str) -> list[tuple[int, int]]:
-        """The windows Invert (native) recorded with the noise, else the model's default ones."""
-        recorded = (noise.get("inversion") or {}).get("windows")
-        if not recorded:
-            return _windows(model, latent_frames, DEFAULT_WINDOW_OVERLAP, node)
-        spans = [tuple(int(v) for v in span) for span in recorded]
-        if spans[0][0] != 0 or spans[-1][1] != latent_frames or \
-                max(end - start for start, end in spans) > _backend().window_latent_frames(model):
-            raise InverseDVSError(
-                f"{node}: the noise records windows {spans} that do not fit this clip's {latent_frames} latent "
-                "frames or this model's window; connect the noise Invert (native) made from this clip with this model."
-            )
-        return spans
 
 
 NODES = (NativePadFrames, NativeInvert, NativeModulate, NativeSigmas, NativeKRNRNoise, NativeGuider, NativeSample)

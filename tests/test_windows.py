@@ -16,7 +16,7 @@ from inversedvs.krnr import ddim, windows
 from inversedvs.krnr.noise_init import initial_latent, seeded_generator
 from inversedvs.krnr.schedule import COGVIDEOX_5B_I2V_SCHEDULER, NoiseSchedule
 from inversedvs.nodes import _host
-from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate, latent_masks
+from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate, latent_masks, recorded_windows
 from inversedvs.nodes.model import EncodeText, VAEDecode, VAEEncode
 
 STEPS = 4
@@ -69,6 +69,17 @@ def test_window_spans_refuse_an_overlap_that_cannot_advance():
     for overlap in (0, 13, 20):
         with pytest.raises(ValueError, match="overlap"):
             windows.window_spans(30, 13, overlap)
+
+
+def test_sampling_takes_the_recorded_windows_and_refuses_ones_that_do_not_fit():
+    """Both Sample nodes (CogVideoX and native) run the windows the inversion recorded; windows of another clip
+    or of a model with a longer window are refused, and without a record the model's default windows are used."""
+    recorded = {"inversion": {"windows": [(0, 13), (11, 24)]}}
+    assert recorded_windows(recorded, 24, 4, 13, "Sample") == [(0, 13), (11, 24)]
+    assert recorded_windows({"inversion": {}}, 24, 4, 13, "Sample") == windows.window_spans(24, 13, 2)
+    for frames, window in ((30, 13), (24, 12)):
+        with pytest.raises(InverseDVSError, match="Sample: the noise records windows .* do not fit this clip's"):
+            recorded_windows(recorded, frames, 4, window, "Sample")
 
 
 def test_previous_weights_fall_linearly_from_one():
