@@ -32,6 +32,8 @@ MAX_CFG = 30.0
 DEFAULT_CFG = 2.5
 DEFAULT_VIEWS = 21  # SV3D's orbit and the paper's
 GRID_MAX_SIDE = 2048
+# The most images a matrix may hold (V x F): 4096 at 576² is 16 GB of decoded float32 images in CPU memory.
+MAX_MATRIX_IMAGES = 4096
 ALONG = Choices(("view", "time"))
 MATRIX_KEY = "inversedvs_matrix"  # what Sample (Diffusion², SVD x SV3D) adds to its LATENT: {"views": V, "frames": F}
 
@@ -109,9 +111,9 @@ def matrix_conditions(video_positive, video_negative, multiview_positive, multiv
             f"at {column_latent[2] * 8}x{column_latent[1] * 8} ({_SV3D_NODE}); give both nodes the same width and "
             "height (576x576 for SV3D)."
         )
-    if frames * views > 4096:
-        raise InverseDVSError(f"{node}: a {views} x {frames} matrix is more than 4096 images; use fewer views or "
-                              "frames.")
+    if frames * views > MAX_MATRIX_IMAGES:
+        raise InverseDVSError(f"{node}: a {views} x {frames} matrix is more than {MAX_MATRIX_IMAGES} images; use fewer "
+                              "views or frames.")
     return rows, columns, tuple(int(n) for n in row_latent)
 
 
