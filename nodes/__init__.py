@@ -4,11 +4,12 @@ Every node's choice inputs accept the values earlier versions saved (``_choices`
 ComfyUI, the pack also puts its sample clips into the input folder (``_samples``).
 """
 
-from . import (_choices, _host, _samples, camera, camera_import, depth, diffusion, diffusion2, fusion, model, native,
-               output, video, warp)
+from . import (_choices, _host, _samples, camera, camera_import, depth, diffusion, diffusion2, fusion,
+               gaussians4d, model, native, output, video, warp)
 
 NODE_PREFIX = "InverseDVS_"
-_MODULES = (video, depth, camera, camera_import, warp, model, diffusion, native, fusion, diffusion2, output)
+_MODULES = (video, depth, camera, camera_import, warp, model, diffusion, native, fusion, diffusion2, gaussians4d,
+            output)
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}

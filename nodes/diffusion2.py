@@ -78,6 +78,27 @@ def split_conditioning(conditioning, name: str, node: str, core_node: str, keys:
     return [[[embeds[:, i:i + 1], dict(options, concat_latent_image=latent[i:i + 1])]] for i in range(count)]
 
 
+def orbit_of(conditioning, name: str, node: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(azimuths [V], elevations [V]) in degrees (float64) of core's SV3D_Conditioning output: the cameras of the
+    V views its conditioning asks SV3D for."""
+    entry = split_conditioning(conditioning, name, node, _SV3D_NODE, _SV3D_KEYS)[0][0][1]
+    angles = []
+    for key in ("azimuth", "elevation"):
+        values = entry[key]
+        try:
+            tensor = torch.as_tensor([float(v) for v in values], dtype=torch.float64)
+        except (TypeError, ValueError):
+            tensor = None
+        if tensor is None or tensor.numel() == 0 or not torch.isfinite(tensor).all():
+            raise InverseDVSError(f"{node}: {name}'s {key} is not a list of finite angles; connect core's "
+                                  f"{_SV3D_NODE} output unchanged.")
+        angles.append(tensor)
+    if angles[0].numel() != angles[1].numel():
+        raise InverseDVSError(f"{node}: {name} has {angles[0].numel()} azimuths but {angles[1].numel()} "
+                              f"elevations; connect core's {_SV3D_NODE} output unchanged.")
+    return angles[0], angles[1]
+
+
 def _pairs(positive, negative, names: tuple[str, str], node: str, core_node: str, keys: tuple,
            what: str) -> list[dict]:
     pos = split_conditioning(positive, names[0], node, core_node, keys)

@@ -124,7 +124,7 @@ def test_geometry_node_interfaces(loaded):
 
 # ---------------------------------------------------------------------------- packaging: requirements, licence, registry
 
-PRODUCT = ("__init__.py", "errors.py", "nodes", "backend", "krnr", "slm", "warp")  # what ComfyUI loads
+PRODUCT = ("__init__.py", "errors.py", "nodes", "backend", "gaussians", "krnr", "slm", "warp")  # what ComfyUI loads
 HOST_PROVIDED = {"torch", "comfy", "comfy_extras", "folder_paths", "latent_preview"}  # ComfyUI's own Python has them; never installed by the pack
 OPTIONAL = {"flash_attn"}  # the FlashAttention-4 extra (README), imported only when present
 # Requirements no module imports by name, each needed at run time through another one:

@@ -1,0 +1,267 @@
+"""Diffusion²'s second stage: dynamic 3D Gaussians fitted to the matrix, rendered from new cameras, saved as PLY.
+
+Fit Dynamic Gaussians takes the matrix's images (view-major, as Sample (Diffusion², SVD x SV3D) gives them) and
+the SV3D conditioning the matrix was sampled with, whose elevations and azimuths are the cameras; the result is
+an ``INVERSEDVS_DYNAMIC_GAUSSIANS`` value that Render Dynamic Gaussians draws along an orbit and through time and
+Save Dynamic Gaussians (PLY) writes one splat file per frame of. The maths is ``gaussians/``; gsplat's CUDA
+rasteriser renders when it is installed and the device is a GPU, the pack's torch one otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ..errors import InverseDVSError
+from ..gaussians import cameras, fit, ply, render
+from . import _host, _validate
+from ._choices import Choices
+from .diffusion2 import CATEGORY, DEFAULT_VIEWS, MAX_MATRIX_IMAGES, orbit_of
+from .model import DEFAULT_SEED, MAX_SEED
+from .output import write_new_file
+
+LOG = logging.getLogger(__name__)
+GAUSSIANS_TYPE = "INVERSEDVS_DYNAMIC_GAUSSIANS"
+DIRECTION = Choices(("auto", "right", "left"))
+RENDERER = Choices(("auto", "gsplat", "torch"))
+BACKGROUND = Choices(("white", "black"))
+BACKGROUND_RGB = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+MAX_ITERATIONS = 100_000
+MAX_GAUSSIANS = 2_000_000
+MIN_SIDE = 16  # pixels; SSIM's 11-pixel window needs room, smaller matrices are refused
+MAX_RENDER_FRAMES = 4096
+MAX_RENDER_SIDE = 4096
+DEFAULT_RENDER_FRAMES = 48
+PLY_EXTENSION = "ply"
+DEFAULT_PLY_PREFIX = "InverseDVS/gaussians"
+
+
+def _engine(choice: str, device: torch.device, node: str) -> str:
+    if choice not in RENDERER:
+        raise InverseDVSError(f"{node}: renderer must be one of {', '.join(RENDERER)}.")
+    if choice == "torch":
+        return "torch"
+    problem = render.gsplat_problem(device)
+    if not problem:
+        return "gsplat"
+    if choice == "gsplat":
+        raise InverseDVSError(f"{node}: renderer is gsplat, but {problem}. Set renderer to auto or torch (much "
+                              "slower: for small images), or install gsplat with a CUDA toolkit matching torch.")
+    LOG.warning("%s: %s; rendering with the pack's torch rasteriser, which is much slower.", node, problem)
+    return "torch"
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def _check_gaussians(value, node: str) -> fit.Fitted:
+    if not isinstance(value, fit.Fitted):
+        raise InverseDVSError(f"{node}: gaussians must be the output of Fit Dynamic Gaussians (Diffusion²).")
+    return value
+
+
+class FitDynamicGaussians:
+    """Fit canonical Gaussians and a deformation field to the V x F matrix seen from its SV3D orbit."""
+
+    DISPLAY_NAME = "Fit Dynamic Gaussians (Diffusion²)"
+    CATEGORY = CATEGORY
+    FUNCTION = "fit"
+    RETURN_TYPES = (GAUSSIANS_TYPE, "IMAGE")
+    RETURN_NAMES = ("gaussians", "renders")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        defaults = fit.FitConfig()
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The matrix: Sample (Diffusion², SVD x SV3D)'s images, V x F "
+                                                "view-major (view v at frame f is item v·F + f)."}),
+                "multiview_positive": ("CONDITIONING", {
+                    "tooltip": "The positive of core's SV3D_Conditioning the matrix was sampled with: its "
+                               "elevation and V azimuths are the cameras the Gaussians are fitted from."}),
+                "iterations": ("INT", {"default": defaults.iterations, "min": 1, "max": MAX_ITERATIONS,
+                                       "tooltip": "Optimisation steps in all (5000 = the paper's); each renders "
+                                                  f"{defaults.views_per_step} views of one frame."}),
+                "warmup": ("INT", {"default": defaults.warmup, "min": 0, "max": MAX_ITERATIONS,
+                                   "tooltip": "The first steps fit static Gaussians to the reference time's orbit "
+                                              "(frame 0) alone (3000 = the paper's); the rest fit the motion."}),
+                "gaussians": ("INT", {"default": defaults.gaussians, "min": 1, "max": MAX_GAUSSIANS,
+                                      "tooltip": "Gaussians at the start, in a ball about the object's centre; "
+                                                 "densification adds where detail is missing."}),
+                "direction": (DIRECTION, {"default": DIRECTION[0],
+                                          "tooltip": "Which way the orbit turns as the azimuth grows: right / left "
+                                                     "(the camera moves to its right / left). auto tries both "
+                                                     "briefly on frame 0 and keeps the one that fits."}),
+                "fov_deg": ("FLOAT", {"default": cameras.SV3D_FOV_DEG, "min": 5.0, "max": 120.0, "step": 0.1,
+                                      "tooltip": "The cameras' horizontal field of view (33.8 = SV3D's, at 2 units "
+                                                 "from the object)."}),
+                "background": (BACKGROUND, {"default": BACKGROUND[0],
+                                            "tooltip": "The colour behind the object in the images: white "
+                                                       "(SV3D's) or black."}),
+                "renderer": (RENDERER, {"default": RENDERER[0],
+                                        "tooltip": "auto: gsplat's CUDA rasteriser when it is installed and the "
+                                                   "device is a GPU, else the pack's torch one (slow: small "
+                                                   "images). gsplat / torch: that one."}),
+                "seed": ("INT", {"default": DEFAULT_SEED, "min": 0, "max": MAX_SEED,
+                                 "tooltip": "Seed of the start Gaussians and of the views each step draws."}),
+            }
+        }
+
+    def fit(self, images, multiview_positive, iterations, warmup, gaussians, direction, fov_deg, background,
+            renderer, seed):
+        node = self.DISPLAY_NAME
+        images = _validate.check_image(images, "images", node)
+        azimuth, elevation = orbit_of(multiview_positive, "multiview_positive", node)
+        views = len(azimuth)
+        if images.shape[0] % views:
+            raise InverseDVSError(f"{node}: {images.shape[0]} images are not {views} views (the SV3D conditioning's "
+                                  "azimuths) of equal length; connect the matrix sampled with this conditioning.")
+        if images.shape[0] > MAX_MATRIX_IMAGES:
+            raise InverseDVSError(f"{node}: {images.shape[0]} images are more than a matrix holds "
+                                  f"({MAX_MATRIX_IMAGES}).")
+        height, width = images.shape[1:3]
+        if min(height, width) < MIN_SIDE:
+            raise InverseDVSError(f"{node}: the images are {width}x{height}; the fit needs at least "
+                                  f"{MIN_SIDE}x{MIN_SIDE} pixels.")
+        iterations = _validate.check_whole_number(iterations, 1, MAX_ITERATIONS, "iterations", node)
+        warmup = _validate.check_whole_number(warmup, 0, iterations, "warmup", node,
+                                              "It counts the first of the iterations.")
+        gaussians = _validate.check_whole_number(gaussians, 1, MAX_GAUSSIANS, "gaussians", node)
+        fov_deg = _validate.check_range(fov_deg, 5.0, 120.0, "fov_deg", node)
+        seed = _validate.check_whole_number(seed, 0, MAX_SEED, "seed", node)
+        if direction not in DIRECTION:
+            raise InverseDVSError(f"{node}: direction must be one of {', '.join(DIRECTION)}.")
+        if background not in BACKGROUND:
+            raise InverseDVSError(f"{node}: background must be one of {', '.join(BACKGROUND)}.")
+        device = _host.torch_device()
+        engine = _engine(renderer, device, node)
+        frames = images.shape[0] // views
+        targets = images.reshape(views, frames, height, width, 3)
+        default = fit.FitConfig()
+        config = fit.FitConfig(iterations=iterations, warmup=warmup, gaussians=gaussians, seed=seed,
+                               densify_until=min(default.densify_until, iterations),
+                               max_gaussians=max(default.max_gaussians, gaussians))
+        progress = _host.Progress(iterations + (fit.probe_iterations(config) if direction == "auto" else 0))
+
+        def step(_iteration, _loss):
+            progress.update(1)
+            _host.throw_if_interrupted()
+
+        fitted = fit.fit_matrix(targets, azimuth, elevation, config, direction, cameras.SV3D_RADIUS, fov_deg,
+                                torch.tensor(BACKGROUND_RGB[background]), engine, device, step)
+        renders = []
+        for f in range(frames):
+            image, _ = fit.render_fitted(fitted, azimuth, elevation, torch.full((views,), float(f)), height, width,
+                                         engine, device)
+            renders.append(image)
+        renders = torch.stack(renders, dim=1).reshape(views * frames, height, width, 3).clamp(0, 1)
+        return (fitted, renders)
+
+
+class RenderDynamicGaussians:
+    """The fitted object filmed by a camera moving on its orbit's sphere while time runs."""
+
+    DISPLAY_NAME = "Render Dynamic Gaussians"
+    CATEGORY = CATEGORY
+    FUNCTION = "render"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("images", "mask")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "gaussians": (GAUSSIANS_TYPE, {"tooltip": "Fit Dynamic Gaussians (Diffusion²)'s output."}),
+                "frames": ("INT", {"default": DEFAULT_RENDER_FRAMES, "min": 1, "max": MAX_RENDER_FRAMES,
+                                   "tooltip": "Frames of the rendered video."}),
+                "azimuth_start": ("FLOAT", {"default": 0.0, "min": -3600.0, "max": 3600.0, "step": 1.0,
+                                            "tooltip": "Camera azimuth at the first frame, degrees (0 = the "
+                                                       "reference view), turning as the fit's orbit did."}),
+                "azimuth_end": ("FLOAT", {"default": 360.0, "min": -3600.0, "max": 3600.0, "step": 1.0,
+                                          "tooltip": "Camera azimuth at the last frame, degrees (360 = once "
+                                                     "around)."}),
+                "elevation": ("FLOAT", {"default": 0.0, "min": -89.0, "max": 89.0, "step": 0.5,
+                                        "tooltip": "Camera elevation, degrees (positive = from above)."}),
+                "time_start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                         "tooltip": "The object's time at the first frame: 0 = the matrix's frame 0 "
+                                                    "(reference time), 1 = its last frame."}),
+                "time_end": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                       "tooltip": "The object's time at the last frame (equal to time_start: "
+                                                  "frozen time)."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": MAX_RENDER_SIDE,
+                                  "tooltip": "Output width in pixels (0 = the matrix's)."}),
+                "height": ("INT", {"default": 0, "min": 0, "max": MAX_RENDER_SIDE,
+                                   "tooltip": "Output height in pixels (0 = the matrix's)."}),
+                "renderer": (RENDERER, {"default": RENDERER[0],
+                                        "tooltip": "auto: gsplat on a GPU when installed, else the pack's torch "
+                                                   "rasteriser. gsplat / torch: that one."}),
+            }
+        }
+
+    def render(self, gaussians, frames, azimuth_start, azimuth_end, elevation, time_start, time_end, width, height,
+               renderer):
+        node = self.DISPLAY_NAME
+        fitted = _check_gaussians(gaussians, node)
+        frames = _validate.check_whole_number(frames, 1, MAX_RENDER_FRAMES, "frames", node)
+        for name, value in (("azimuth_start", azimuth_start), ("azimuth_end", azimuth_end)):
+            _validate.check_range(value, -3600.0, 3600.0, name, node)
+        elevation = _validate.check_range(elevation, -89.0, 89.0, "elevation", node)
+        time_start = _validate.check_range(time_start, 0.0, 1.0, "time_start", node)
+        time_end = _validate.check_range(time_end, 0.0, 1.0, "time_end", node)
+        width = _validate.check_whole_number(width, 0, MAX_RENDER_SIDE, "width", node) or fitted.width
+        height = _validate.check_whole_number(height, 0, MAX_RENDER_SIDE, "height", node) or fitted.height
+        device = _host.torch_device()
+        engine = _engine(renderer, device, node)
+        azimuth = cameras.interpolate_orbit(float(azimuth_start), float(azimuth_end), frames)
+        times = cameras.interpolate_orbit(time_start, time_end, frames) * (fitted.frames - 1)
+        images, alpha = fit.render_fitted(fitted, azimuth, torch.full((frames,), elevation, dtype=torch.float64),
+                                          times, height, width, engine, device)
+        return (images.clamp(0, 1), alpha.clamp(0, 1))
+
+
+class SaveDynamicGaussians:
+    """One 3D Gaussian splatting PLY file per frame of the fitted object, in ComfyUI's output folder."""
+
+    DISPLAY_NAME = "Save Dynamic Gaussians (PLY)"
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("files",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "gaussians": (GAUSSIANS_TYPE, {"tooltip": "Fit Dynamic Gaussians (Diffusion²)'s output."}),
+                "filename_prefix": ("STRING", {"default": DEFAULT_PLY_PREFIX,
+                                               "tooltip": "Name inside ComfyUI's output folder; '/' makes "
+                                                          "sub-folders. Frame f is saved as <prefix>_fNNN with a "
+                                                          "counter appended; nothing is overwritten."}),
+            }
+        }
+
+    def save(self, gaussians, filename_prefix):
+        node = self.DISPLAY_NAME
+        fitted = _check_gaussians(gaussians, node)
+        if not isinstance(filename_prefix, str) or not filename_prefix.strip():
+            raise InverseDVSError(f"{node}: filename_prefix is empty; give a name such as '{DEFAULT_PLY_PREFIX}'.")
+        digits = max(3, len(str(fitted.frames - 1)))
+        saved = []
+        progress = _host.Progress(fitted.frames)
+        for f in range(fitted.frames):
+            data = ply.ply_bytes(fit.deformed_at(fitted, f))
+            final, root = write_new_file(f"{filename_prefix}_f{f:0{digits}}", PLY_EXTENSION, node,
+                                         lambda path: _write_bytes(path, data))
+            saved.append(final)
+            progress.update(1)
+            _host.throw_if_interrupted()
+        relative = [os.path.relpath(p, os.path.realpath(root)).replace(os.sep, "/") for p in saved]
+        return {"ui": {"text": ["\n".join(relative)]}, "result": ("\n".join(relative),)}
+
+
+NODES = (FitDynamicGaussians, RenderDynamicGaussians, SaveDynamicGaussians)
