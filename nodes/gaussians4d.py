@@ -60,7 +60,8 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 def _check_gaussians(value, node: str) -> fit.Fitted:
     if not isinstance(value, fit.Fitted):
-        raise InverseDVSError(f"{node}: gaussians must be the output of Fit Dynamic Gaussians (Diffusion²).")
+        raise InverseDVSError(f"{node}: gaussians must be the output of Fit Dynamic Gaussians (Diffusion²); "
+                              "connect its gaussians output here.")
     return value
 
 
@@ -126,7 +127,8 @@ class FitDynamicGaussians:
         height, width = images.shape[1:3]
         if min(height, width) < MIN_SIDE:
             raise InverseDVSError(f"{node}: the images are {width}x{height}; the fit needs at least "
-                                  f"{MIN_SIDE}x{MIN_SIDE} pixels.")
+                                  f"{MIN_SIDE}x{MIN_SIDE} pixels; sample the matrix larger (SV3D's size is "
+                                  "576x576) or upscale its images with core's Upscale Image.")
         iterations = _validate.check_whole_number(iterations, 1, MAX_ITERATIONS, "iterations", node)
         warmup = _validate.check_whole_number(warmup, 0, iterations, "warmup", node,
                                               "It counts the first of the iterations.")
@@ -248,8 +250,6 @@ class SaveDynamicGaussians:
     def save(self, gaussians, filename_prefix):
         node = self.DISPLAY_NAME
         fitted = _check_gaussians(gaussians, node)
-        if not isinstance(filename_prefix, str) or not filename_prefix.strip():
-            raise InverseDVSError(f"{node}: filename_prefix is empty; give a name such as '{DEFAULT_PLY_PREFIX}'.")
         digits = max(3, len(str(fitted.frames - 1)))
         saved = []
         progress = _host.Progress(fitted.frames)

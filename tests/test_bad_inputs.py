@@ -32,6 +32,7 @@ from inversedvs.nodes.depth import DepthEstimate
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
 from inversedvs.nodes.diffusion2 import Diffusion2Pick, Diffusion2Sample
 from inversedvs.nodes.fusion import FUSION_KEY, START_KEY, NovelViewFusion, NovelViewSample
+from inversedvs.nodes.gaussians4d import FitDynamicGaussians, RenderDynamicGaussians, SaveDynamicGaussians
 from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
 from inversedvs.nodes.video import LoadVideo
@@ -1163,6 +1164,76 @@ def _(box):
 @case("Pick (Diffusion²)", "view 3 of a 3-view matrix", "index = 3 is not allowed")
 def _(box):
     Diffusion2Pick().pick(torch.zeros(12, 8, 8, 3), 3, "view", 3)
+
+
+def fit4d(images=None, multiview=None, iterations=4, warmup=2, renderer="torch"):
+    """Fit Dynamic Gaussians on a 3-view x 2-frame matrix of 16x16 (every case stops before the fit runs)."""
+    images = torch.full((6, 16, 16, 3), 0.5) if images is None else images
+    multiview = sv3d_conditioning(2, 3) if multiview is None else multiview
+    return FitDynamicGaussians().fit(images, multiview, iterations, warmup, 50, "auto", 33.8, "white", renderer, 0)
+
+
+def fitted4d():
+    """A fitted object of 20 Gaussians and an untrained field, as Fit Dynamic Gaussians returns one."""
+    from inversedvs.gaussians import fit, model
+    from inversedvs.gaussians.deform import DeformationField
+
+    return fit.Fitted(model.in_ball(20, 0.5, torch.Generator().manual_seed(0)), DeformationField(2, 8), frames=2,
+                      height=16, width=16, azimuth_deg=torch.zeros(3, dtype=torch.float64),
+                      elevation_deg=torch.zeros(3, dtype=torch.float64), radius=2.0, fov_deg=33.8,
+                      direction="right", background=torch.ones(3))
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "a text CONDITIONING as multiview_positive",
+      "is not the output of core's SV3D_Conditioning")
+def _(box):
+    fit4d(multiview=[[torch.zeros(1, 77, 768), {}]])
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "an SV3D conditioning whose azimuths hold NaN",
+      "is not a list of finite angles")
+def _(box):
+    multiview = sv3d_conditioning(2, 3)
+    multiview[0][1]["azimuth"] = [0.0, float("nan"), 240.0]
+    fit4d(multiview=multiview)
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "7 images for a 3-view orbit", "are not 3 views")
+def _(box):
+    fit4d(images=torch.full((7, 16, 16, 3), 0.5))
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "an 8x8 matrix", "needs at least 16x16")
+def _(box):
+    fit4d(images=torch.full((6, 8, 8, 3), 0.5))
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "warmup = 5 with 4 iterations", "warmup = 5 is not allowed")
+def _(box):
+    fit4d(warmup=5)
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "renderer = gsplat on a machine without a CUDA GPU",
+      "Set renderer to auto or torch")
+def _(box):
+    fit4d(renderer="gsplat")
+
+
+@case("Render Dynamic Gaussians", "a LATENT as gaussians", "must be the output of Fit Dynamic Gaussians")
+def _(box):
+    RenderDynamicGaussians().render({"samples": torch.zeros(1, 4, 2, 2)}, 4, 0.0, 360.0, 0.0, 0.0, 1.0, 0, 0,
+                                    "torch")
+
+
+@case("Render Dynamic Gaussians", "time_end = 1.5", "time_end = 1.5 is out of range")
+def _(box):
+    RenderDynamicGaussians().render(fitted4d(), 4, 0.0, 360.0, 0.0, 0.0, 1.5, 0, 0, "torch")
+
+
+@case("Save Dynamic Gaussians (PLY)", "filename_prefix climbing out of the output folder with '..'",
+      "contains '..'")
+def _(box):
+    SaveDynamicGaussians().save(fitted4d(), "../../escaped")
 
 
 @case("VAE Encode Video", "float frames in 0..255", "divide by 255")
