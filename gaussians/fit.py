@@ -270,8 +270,18 @@ def fit_matrix(targets: torch.Tensor, azimuth_deg: torch.Tensor, elevation_deg: 
     (progress, cancel): ``config.iterations + probe_iterations(config)`` times with "auto" (the kept probe's
     iterations count towards the fit), ``config.iterations`` otherwise.
     """
+    # Autograd on, and the inputs as ordinary tensors, even when the caller runs in inference mode (ComfyUI does).
+    with torch.inference_mode(False), torch.enable_grad():
+        targets, azimuth_deg, elevation_deg = targets.clone(), azimuth_deg.clone(), elevation_deg.clone()
+        background = torch.ones(3) if background is None else background.clone()
+        return _fit(targets, azimuth_deg, elevation_deg, config, direction, radius, fov_deg, background, engine,
+                    device, callback)
+
+
+def _fit(targets, azimuth_deg, elevation_deg, config, direction, radius, fov_deg, background, engine, device,
+         callback) -> Fitted:
+    """``fit_matrix``'s work, with autograd on."""
     V, F, H, W, _ = targets.shape
-    background = torch.ones(3) if background is None else background
     Ks = cameras.orbit_intrinsics(V, H, W, fov_deg)
 
     def start(name: str) -> Fit:

@@ -9,10 +9,10 @@ Gaussians nearest first:
     α_i = min(0.999, o_i·exp(-½ dᵀ Σ'_i⁻¹ d)),  d = p - mean_i;   C(p) = Σ_i α_i·T_i·c_i + T·background
 
 with T_i = Π_{j<i} (1 - α_j); α below 1/255 is skipped and compositing stops once T would fall to 1e-4. These are
-the rules gsplat's CUDA rasteriser (``rasterize_mode="classic"``) follows, so ``render_torch`` (dense, any device,
-for small images) and ``render_gsplat`` (tiled, CUDA) render the same images; the device check
-``benchmarks/check_gsplat.py`` measures how close. Conventions are ``warp.camera``'s: OpenCV camera axes, integer
-pixel centres (gsplat puts them at +0.5, which ``render_gsplat`` converts).
+the rules gsplat's CUDA rasteriser (``rasterize_mode="classic"``) follows, so ``render_torch`` (tiles of dense
+tensors, any device, slow) and ``render_gsplat`` (CUDA kernels) render the same images (1.4e-6 apart on an H200,
+``benchmarks/bench_gaussians4d.py``). Conventions are ``warp.camera``'s: OpenCV camera axes, integer pixel centres
+(gsplat puts them at +0.5, which ``render_gsplat`` converts).
 """
 
 from __future__ import annotations

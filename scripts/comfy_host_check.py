@@ -20,7 +20,8 @@ ComfyUI checkout is changed: everything happens in a temporary base directory �
   CLIPVisionLoader / CLIPVisionEncode / WanImageToVideo / VAEDecode, its text encode nodes swapped for
   the stand-in of ``tests/_host_nodes.py``, as core always builds the full umt5-xxl; the Diffusion² one at 2 views x
   3 frames through core's SVD / SV3D conditioning and KSampler, its two Image Only Checkpoint Loaders stood in for by
-  UNETLoader / CLIPVisionLoader / VAELoader on tiny core SVD and SV3D_p UNets, the seeded ViT-H and core's SD VAE);
+  UNETLoader / CLIPVisionLoader / VAELoader on tiny core SVD and SV3D_p UNets, the seeded ViT-H and core's SD VAE,
+  and its dynamic Gaussians fitted in 6 steps: a 4-frame orbit video and one PLY file per matrix frame);
   the full workflow with the choice values the first version
   saved runs too and gives the same frames; an unknown choice value is refused; a bad input's error
   reaches the dialog titled "InverseDVS error";
@@ -86,7 +87,14 @@ DIFFUSION2_RUN_OVERRIDES = {
     ("InverseDVS_Diffusion2Sample", "steps"): 1,
     ("InverseDVS_Diffusion2Sample", "vrs_steps"): 1,
     ("InverseDVS_Diffusion2Pick", "index"): 1,
+    # group 4: a few steps of the dynamic Gaussians' fit (the torch rasteriser: ComfyUI runs --cpu), a short orbit
+    ("InverseDVS_FitDynamicGaussians", "iterations"): 6,
+    ("InverseDVS_FitDynamicGaussians", "warmup"): 3,
+    ("InverseDVS_FitDynamicGaussians", "gaussians"): 50,
+    ("InverseDVS_RenderDynamicGaussians", "frames"): 4,
 }
+DIFFUSION2_ORBIT_FRAMES = DIFFUSION2_RUN_OVERRIDES[("InverseDVS_RenderDynamicGaussians", "frames")]
+DIFFUSION2_PLY_PREFIX = "InverseDVS/diffusion2_4d"  # Save Dynamic Gaussians (PLY)'s filename_prefix in the workflow
 HOST_NODES = os.path.join(PACK_ROOT, "tests", "_host_nodes.py")
 HOST_NODES_FILE = "inversedvs_host_check_nodes.py"  # its name in custom_nodes/
 ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",))}
@@ -608,18 +616,62 @@ def with_checkpoint_stand_ins(prompt: dict) -> tuple[dict, int]:
     return prompt, len(loaders)
 
 
+def ply_vertex_count(path: str) -> int:
+    """The ``element vertex N`` a PLY file's header declares; CheckFailed when it is no PLY file or declares none."""
+    with open(path, "rb") as f:
+        data = f.read(4096)
+    if not data.startswith(b"ply\n"):
+        raise CheckFailed(f"{path} does not start with b'ply\\n' (starts {data[:16]!r})")
+    header = data.split(b"end_header", 1)[0].decode("ascii", "replace").splitlines()
+    counts = [line.split()[2] for line in header if line.startswith("element vertex ") and len(line.split()) == 3]
+    if not counts or not counts[0].isdigit():
+        raise CheckFailed(f"{path}: no 'element vertex N' in its header {header[:12]}")
+    return int(counts[0])
+
+
+def saved_plys(base: str, prefix: str) -> set[str]:
+    """Paths, relative to the output folder, of the PLY files Save Dynamic Gaussians (PLY) wrote under ``prefix``."""
+    folder, name = os.path.split(prefix)
+    found = os.path.join(base, "output", folder)
+    if not os.path.isdir(found):
+        return set()
+    return {f"{folder}/{entry}" for entry in os.listdir(found)
+            if entry.startswith(name + "_f") and entry.endswith(".ply")}
+
+
 def check_diffusion2_run(server: Server, name: str, base: str) -> str:
     """The Diffusion² workflow through POST /prompt at 2 views x 3 frames of 16x16: core's SVD / SV3D conditioning and
-    KSampler on the tiny UNets make the reference video and orbit, the sampler the matrix; a view's video is saved."""
+    KSampler on the tiny UNets make the reference video and orbit, the sampler the matrix; a view's video is saved;
+    dynamic Gaussians fitted to the matrix give an orbit video of DIFFUSION2_ORBIT_FRAMES frames and one PLY file per
+    matrix frame."""
     prompt, swapped = with_checkpoint_stand_ins(apply_overrides(load_api(name), DIFFUSION2_RUN_OVERRIDES))
     if swapped != 2:
         raise CheckFailed(f"{name}: {swapped} Image Only Checkpoint Loaders stood in for, expected 2 (SVD, SV3D)")
+    ply_savers = [k for k, n in prompt.items() if n["class_type"] == "InverseDVS_SaveDynamicGaussians"]
+    if [prompt[k]["inputs"]["filename_prefix"] for k in ply_savers] != [DIFFUSION2_PLY_PREFIX]:
+        raise CheckFailed(f"{name}: Save Dynamic Gaussians (PLY) nodes {ply_savers}, expected one saving "
+                          f"{DIFFUSION2_PLY_PREFIX}")
+    before = saved_plys(base, DIFFUSION2_PLY_PREFIX)
     line, saved = check_run(server, name, base, prompt=prompt)
     frames = sorted(n for _, n, _ in saved.values())
-    if frames != [1, DIFFUSION2_FRAMES]:
-        raise CheckFailed(f"{name}: saved {saved}, expected the grid and a view's video of {DIFFUSION2_FRAMES} frames")
+    if frames != sorted([1, DIFFUSION2_FRAMES, DIFFUSION2_ORBIT_FRAMES]):
+        raise CheckFailed(f"{name}: saved {saved}, expected the grid, a view's video of {DIFFUSION2_FRAMES} frames and "
+                          f"the 4D orbit video of {DIFFUSION2_ORBIT_FRAMES}")
+    orbit = [k for k, n in prompt.items() if n["class_type"] == "SaveVideo"
+             and n["inputs"]["filename_prefix"].endswith("_4d_orbit")]
+    if len(orbit) != 1 or saved[orbit[0]][1] != DIFFUSION2_ORBIT_FRAMES:
+        raise CheckFailed(f"{name}: the 4D orbit video {[saved.get(k) for k in orbit]} has not "
+                          f"{DIFFUSION2_ORBIT_FRAMES} frames (Render Dynamic Gaussians' frames)")
+    plys = sorted(saved_plys(base, DIFFUSION2_PLY_PREFIX) - before)
+    if len(plys) != DIFFUSION2_FRAMES:
+        raise CheckFailed(f"{name}: Save Dynamic Gaussians (PLY) wrote {plys} under output/, expected "
+                          f"{DIFFUSION2_FRAMES} files (one per matrix frame)")
+    vertices = [ply_vertex_count(os.path.join(base, "output", p)) for p in plys]
+    if min(vertices) <= 0:
+        raise CheckFailed(f"{name}: PLY files without Gaussians: {dict(zip(plys, vertices))}")
     return (f"{DIFFUSION2_VIEWS} views x {DIFFUSION2_FRAMES} frames on {TINY_SVD} / {TINY_SV3D} through core's "
-            f"UNETLoader, {RANDOM_CLIP_VISION} and {SD_VAE} in place of the 2 checkpoint loaders; {line}")
+            f"UNETLoader, {RANDOM_CLIP_VISION} and {SD_VAE} in place of the 2 checkpoint loaders; {line}; "
+            f"{len(plys)} PLY files ({', '.join(plys)}) of {'/'.join(map(str, vertices))} Gaussians")
 
 
 def check_long_run(server: Server, name: str, base: str) -> str:

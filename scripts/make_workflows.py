@@ -427,7 +427,8 @@ VIEW_CHROME = (64, 78)  # ComfyUI's side bar and top bars take this much of the 
 VIEW_MARGIN = 30
 COLORS = {"note": ("#432", "#653"), "model": ("#223", "#335"), "prompt": ("#232", "#353"),
           "output": ("#233", "#355")}
-GROUP_COLORS = {"geometry": "#3f789e", "diffusion": "#8A8", "output": "#b58b2a", "sweep": "#a1309b"}
+GROUP_COLORS = {"geometry": "#3f789e", "diffusion": "#8A8", "output": "#b58b2a", "sweep": "#a1309b",
+                "gaussians": "#8AA"}
 
 
 def estimate_height(spec: NodeSpec, node_type: str) -> int:
@@ -757,6 +758,9 @@ SV3D_Conditioning of the **video** (video_frames = 21) each frame's column. **Sa
 denoises all 525 images together: rows by SVD, columns by SV3D, blended by *s* (0.5), the first
 *vrs_steps* (5) of 50 steps taken twice. Images come out view by view (item v*25 + f).
 
+**Group 4, 4D**: **Fit Dynamic Gaussians** fits moving Gaussians to the matrix (about a minute on
+a GPU with gsplat at 21x25x576²); **Render** films an orbit, **Save (PLY)** writes a file per frame.
+
 Files: `models/checkpoints/svd_xt.safetensors` and `sv3d_p.safetensors`. Use an object on a plain
 background at 576x576. Cost: 46 guider calls per step, about 46 SVD clips of work."""
 
@@ -1067,12 +1071,14 @@ def _fusion_workflow() -> Workflow:
 
 DIFFUSION2_SIZE = 576  # SV3D's resolution (both models run the same square size)
 DIFFUSION2_VIEWS, DIFFUSION2_FRAMES = 21, 25  # the paper's matrix: SV3D's orbit x SVD-XT's clip
+DIFFUSION2_ORBIT_FPS = 12.0  # Render Dynamic Gaussians' 48 frames: a 4 s turn around the object
 DIFFUSION2_CONDITION = dict(steps=20, cfg=2.5, sampler_name="euler", scheduler="karras", seed=42)  # core's SVD example
 
 
 def _diffusion2_workflow() -> Workflow:
     """Diffusion² from one picture: core's checkpoint loaders, SVD / SV3D conditioning and KSampler for the two
-    conditions, then the matrix, one view's video and the grid saved."""
+    conditions, then the matrix, one view's video and the grid saved; dynamic Gaussians fitted to the matrix,
+    an orbit video of them and their PLY files saved."""
     size = {"width": DIFFUSION2_SIZE, "height": DIFFUSION2_SIZE}
     svd, sv3d = SVD_FILES["checkpoints"]
     svd_values = dict(size, video_frames=DIFFUSION2_FRAMES)
@@ -1126,6 +1132,18 @@ def _diffusion2_workflow() -> Workflow:
              values={"fps": 6.0}, band=1),
         Node("view_save", "SaveVideo", "Save: the view's video", 7, links={"video": ("view_video", "VIDEO")},
              values={"filename_prefix": "InverseDVS/diffusion2_view"}, color="output", band=1),
+        # group 4, to the right of group 1: the matrix → dynamic Gaussians → an orbit video and PLY files
+        Node("fit", P + "FitDynamicGaussians", "Fit Dynamic Gaussians (Diffusion²): the matrix in 4D", 4,
+             links={"images": ("matrix", "images"), "multiview_positive": ("columns", "positive")}),
+        Node("orbit_render", P + "RenderDynamicGaussians", "Render Dynamic Gaussians: an orbit through time", 5,
+             links={"gaussians": ("fit", "gaussians")}),
+        Node("ply_save", P + "SaveDynamicGaussians", "Save Dynamic Gaussians (PLY): one file per frame", 5,
+             links={"gaussians": ("fit", "gaussians")}, values={"filename_prefix": "InverseDVS/diffusion2_4d"},
+             color="output"),
+        Node("orbit_video", "CreateVideo", f"Create Video ({DIFFUSION2_ORBIT_FPS:g} fps)", 6,
+             links={"images": ("orbit_render", "images")}, values={"fps": DIFFUSION2_ORBIT_FPS}),
+        Node("orbit_save", "SaveVideo", "Save: the 4D orbit video", 6, links={"video": ("orbit_video", "VIDEO")},
+             values={"filename_prefix": "InverseDVS/diffusion2_4d_orbit"}, color="output"),
     ]
     return Workflow(
         "inversedvs_diffusion2_svd_sv3d",
@@ -1135,7 +1153,9 @@ def _diffusion2_workflow() -> Workflow:
                 "orbit_decode"), GROUP_COLORS["geometry"]),
          Group("2 · Diffusion²: the 21 x 25 matrix", ("svd", "sv3d", "svd_cfg", "rows", "columns", "matrix"),
                GROUP_COLORS["diffusion"]),
-         Group("3 · Save", ("grid_save", "pick", "view_video", "view_save"), GROUP_COLORS["output"])],
+         Group("3 · Save", ("grid_save", "pick", "view_video", "view_save"), GROUP_COLORS["output"]),
+         Group("4 · 4D: dynamic Gaussians fitted to the matrix",
+               ("fit", "orbit_render", "ply_save", "orbit_video", "orbit_save"), GROUP_COLORS["gaussians"])],
     )
 
 

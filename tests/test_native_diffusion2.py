@@ -235,3 +235,52 @@ def test_cancel_stops_within_a_step(comfy, models, conds):
     finally:
         mm.interrupt_current_processing(False)
     assert len(calls.calls) == 1  # the second row of the first step was not started
+
+
+def test_the_4d_fit_takes_its_cameras_from_cores_sv3d_conditioning_and_reports_progress(comfy, models, monkeypatch):
+    """Fit Dynamic Gaussians on the orbit core's SV3D_Conditioning describes: its azimuths (0, 120, 240, 360 for 4
+    views: core's template ends where it starts) and elevation are the cameras; ComfyUI's progress bar moves once
+    an iteration and Cancel stops the fit within one."""
+    import comfy.model_management as mm
+    import comfy.utils
+    from comfy_extras.nodes_stable3d import SV3D_Conditioning
+
+    import _gaussian_scene as scene
+    from inversedvs.gaussians import losses
+    from inversedvs.nodes import _host, gaussians4d
+
+    # the pack was imported before ComfyUI here: give it core's progress bar and interrupt, as inside ComfyUI
+    monkeypatch.setattr(_host, "_cu", comfy.utils)
+    monkeypatch.setattr(_host, "_mm", mm)
+
+    views, frames, size, elevation = 4, 2, 32, 20.0
+    multiview = SV3D_Conditioning.execute(models["clip_vision"], _images(frames, 5), models["vae"], size, size, views,
+                                          elevation)[0]
+    azimuth, elevations = nodes().orbit_of(multiview, "multiview_positive", "test")
+    assert azimuth.tolist() == [0.0, 120.0, 240.0, 360.0] and elevations.tolist() == [elevation] * views
+    targets, _, _ = scene.matrix(views, frames, size, azimuth=azimuth, elevation=elevation)
+    images = targets.reshape(views * frames, size, size, 3)
+    ticks = []
+    previous = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: ticks.append((value, total)))
+    try:
+        fitted, renders = gaussians4d.FitDynamicGaussians().fit(images, multiview, 80, 40, 200, "right", 33.8,
+                                                                "white", "auto", 0)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(previous)
+    assert ticks[-1] == (80, 80) and len(ticks) == 80
+    assert renders.shape == images.shape and fitted.frames == frames
+    white = losses.psnr(torch.ones_like(images), images).mean()
+    assert losses.psnr(renders, images).mean() > white + 6  # measured: 8.8 dB for white, 18.9 dB for the fit
+
+    def cancel_at_third(value, total, preview, node_id=None):
+        if value == 3:
+            mm.interrupt_current_processing(True)  # what ComfyUI's Cancel button sets
+
+    comfy.utils.set_progress_bar_global_hook(cancel_at_third)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            gaussians4d.FitDynamicGaussians().fit(images, multiview, 80, 40, 200, "right", 33.8, "white", "auto", 0)
+    finally:
+        mm.interrupt_current_processing(False)
+        comfy.utils.set_progress_bar_global_hook(previous)

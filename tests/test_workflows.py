@@ -468,6 +468,18 @@ def test_diffusion2_workflow_conditions_rows_on_the_orbit_and_columns_on_the_vid
     pick = _node(ui, "InverseDVS_Diffusion2Pick")
     assert _inputs_from(ui, pick)["views"] == (sample, "views")
     assert _inputs_from(ui, pick)["images"] == (sample, "images")
+    # group 4: dynamic Gaussians fitted to the matrix from the columns' cameras, an orbit video and the PLY files
+    fit = _node(ui, "InverseDVS_FitDynamicGaussians")
+    assert _inputs_from(ui, fit) == {"images": (sample, "images"), "multiview_positive": (columns, "positive")}
+    render = _node(ui, "InverseDVS_RenderDynamicGaussians")
+    plys = _node(ui, "InverseDVS_SaveDynamicGaussians")
+    assert _inputs_from(ui, render)["gaussians"] == (fit, "gaussians") == _inputs_from(ui, plys)["gaussians"]
+    assert widget_dict(plys)["filename_prefix"] == "InverseDVS/diffusion2_4d"
+    videos = {_inputs_from(ui, n)["video"][0]["id"]: widget_dict(n)["filename_prefix"]
+              for n in by_type(ui, "SaveVideo")}
+    (orbit_video,) = [n for n in by_type(ui, "CreateVideo") if _inputs_from(ui, n)["images"] == (render, "images")]
+    assert videos[orbit_video["id"]] == "InverseDVS/diffusion2_4d_orbit"
+    assert any(g["title"].startswith("4 · 4D") for g in ui["groups"])
 
 
 @pytest.mark.parametrize("breakage, expected", [
