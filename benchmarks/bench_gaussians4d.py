@@ -12,6 +12,9 @@ well and how fast does the dynamic-Gaussian fit recover a known moving object at
    the training azimuths, and at times halfway between frames; a static baseline (frame 0's fit shown at every
    time) says how much of the motion the field explains; seconds and peak memory.
 3. The torch rasteriser's cost at the same size, for machines without gsplat (a few iterations, extrapolated).
+4. ``--nodes``: the nodes a user wires, on the same matrix as an IMAGE batch with the conditioning core's
+   SV3D_Conditioning gives (renderer auto): Fit (including its renders of every matrix image), Render (a 48-frame
+   orbit) and Save (PLY, one file per frame), each timed (``--skip-fit`` leaves out 2 and 3).
 
 Random or synthetic content only: what a fit of a real SVD x SV3D matrix looks like needs their weights.
 """
@@ -91,6 +94,8 @@ def main() -> int:
     p.add_argument("--out", default=C.RESULTS_DIR)
     p.add_argument("--name", default="gaussians4d")
     p.add_argument("--cpu", action="store_true", help="a dry run of the fit on the CPU with the torch rasteriser")
+    p.add_argument("--nodes", action="store_true", help="also time the three nodes end to end")
+    p.add_argument("--skip-fit", action="store_true", help="leave out the fit and torch-rasteriser sections")
     args = p.parse_args()
     device = torch.device("cpu" if args.cpu else "cuda")
     engine = "torch" if args.cpu else "gsplat"
@@ -109,6 +114,46 @@ def main() -> int:
 
     V, F, S = args.views, args.frames, args.size
     targets, azimuth, elevation = scene.matrix(V, F, S, args.direction, engine=engine, device=device)
+    if not args.skip_fit:
+        fit_sections(args, results, targets, azimuth, elevation, engine, device)
+    if args.nodes:
+        results["nodes"] = time_nodes(args, targets, azimuth, elevation)
+        print("nodes", results["nodes"], flush=True)
+    print(C.save_results(args.name, results, args.out))
+    return 0
+
+
+def time_nodes(args, targets, azimuth, elevation) -> dict:
+    """The three nodes as ComfyUI calls them, on the matrix as an IMAGE batch (view-major)."""
+    import tempfile
+
+    os.environ.setdefault("INVERSEDVS_OUTPUT_DIR", tempfile.mkdtemp())
+    from inversedvs.nodes import gaussians4d as nodes
+
+    V, F, S = targets.shape[:3]
+    images = targets.reshape(V * F, S, S, 3)
+    # what core's SV3D_Conditioning puts into its positive: one CLIP-vision embedding and latent per init image
+    conditioning = [[torch.zeros(1, F, 1024), {"concat_latent_image": torch.zeros(F, 4, S // 8, S // 8),
+                                               "elevation": elevation.tolist(), "azimuth": azimuth.tolist()}]]
+    defaults = fit.FitConfig()
+    (fitted, renders), fit_s = C.timed(nodes.FitDynamicGaussians().fit, images, conditioning, args.iterations,
+                                       args.warmup, defaults.gaussians, "auto", cameras.SV3D_FOV_DEG, "white",
+                                       "auto", 0)
+    (video, mask), render_s = C.timed(nodes.RenderDynamicGaussians().render, fitted, nodes.DEFAULT_RENDER_FRAMES,
+                                      0.0, 360.0, 10.0, 0.0, 1.0, 0, 0, "auto")
+    saved, save_s = C.timed(nodes.SaveDynamicGaussians().save, fitted, "bench/gaussians")
+    files = saved["result"][0].splitlines()
+    folder = os.environ["INVERSEDVS_OUTPUT_DIR"]
+    return {"fit_node_seconds": round(fit_s, 1), "renders_psnr": losses.psnr(renders, images).mean().item(),
+            "direction_found": fitted.direction,
+            "render_node_seconds": round(render_s, 2), "render_frames": video.shape[0],
+            "render_shape": list(video.shape), "mask_mean": mask.mean().item(),
+            "save_node_seconds": round(save_s, 2), "ply_files": len(files),
+            "ply_bytes_each": os.path.getsize(os.path.join(folder, files[0]))}
+
+
+def fit_sections(args, results, targets, azimuth, elevation, engine, device) -> None:
+    V, F, S = targets.shape[:3]
     config = fit.FitConfig(iterations=args.iterations, warmup=args.warmup,
                            densify_until=min(fit.FitConfig().densify_until, args.iterations))
     C.reset_peak()
@@ -119,7 +164,6 @@ def main() -> int:
     everything = list(range(F))
     between = held_out(V, F, S, args.direction, engine, device)
     mid_times = torch.arange(F - 1, dtype=torch.float64) + 0.5
-    truth_mid = []
     poses = cameras.orbit_poses(azimuth, elevation, cameras.SV3D_RADIUS,
                                 cameras.DIRECTIONS[args.direction]).float().to(device)
     Ks = cameras.orbit_intrinsics(V, S, S).float().to(device)
@@ -166,8 +210,6 @@ def main() -> int:
                                        "extrapolated_fit_minutes": round(t / args.torch_iterations
                                                                          * args.iterations / 60, 1)}
         print("torch", results["torch_rasteriser"], flush=True)
-    print(C.save_results(args.name, results, args.out))
-    return 0
 
 
 if __name__ == "__main__":
