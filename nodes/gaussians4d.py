@@ -10,6 +10,7 @@ rasteriser renders when it is installed and the device is a GPU, the pack's torc
 from __future__ import annotations
 
 import logging
+import math
 import os
 
 import torch
@@ -51,6 +52,12 @@ def _engine(choice: str, device: torch.device, node: str) -> str:
                               "slower: for small images), or install gsplat with a CUDA toolkit matching torch.")
     LOG.warning("%s: %s; rendering with the pack's torch rasteriser, which is much slower.", node, problem)
     return "torch"
+
+
+def _lighter(engine: str) -> str:
+    """What to change when a fit or render runs out of memory (for ``out_of_memory_as_error``)."""
+    return ("renderer = auto with gsplat installed on a GPU (the torch rasteriser holds every tile's Gaussians)"
+            if engine == "torch" else "fewer gaussians")
 
 
 def _write_bytes(path: str, data: bytes) -> None:
@@ -137,6 +144,10 @@ class FitDynamicGaussians:
         seed = _validate.check_whole_number(seed, 0, MAX_SEED, "seed", node)
         if direction not in DIRECTION:
             raise InverseDVSError(f"{node}: direction must be one of {', '.join(DIRECTION)}.")
+        if direction == "auto" and int(warmup * fit.PROBE_FRACTION) < 1:
+            raise InverseDVSError(f"{node}: direction = auto tries both directions during the warm-up, and warmup = "
+                                  f"{warmup} leaves no room; set warmup to at least {math.ceil(1 / fit.PROBE_FRACTION)} "
+                                  "or choose right or left.")
         if background not in BACKGROUND:
             raise InverseDVSError(f"{node}: background must be one of {', '.join(BACKGROUND)}.")
         device = _host.torch_device()
@@ -153,13 +164,14 @@ class FitDynamicGaussians:
             progress.update(1)
             _host.throw_if_interrupted()
 
-        fitted = fit.fit_matrix(targets, azimuth, elevation, config, direction, cameras.SV3D_RADIUS, fov_deg,
-                                torch.tensor(BACKGROUND_RGB[background]), engine, device, step)
-        renders = []
-        for f in range(frames):
-            image, _ = fit.render_fitted(fitted, azimuth, elevation, torch.full((views,), float(f)), height, width,
-                                         engine, device)
-            renders.append(image)
+        with _validate.out_of_memory_as_error(node, "fitting the Gaussians", _lighter(engine), device=device):
+            fitted = fit.fit_matrix(targets, azimuth, elevation, config, direction, cameras.SV3D_RADIUS, fov_deg,
+                                    torch.tensor(BACKGROUND_RGB[background]), engine, device, step)
+            renders = []
+            for f in range(frames):
+                image, _ = fit.render_fitted(fitted, azimuth, elevation, torch.full((views,), float(f)), height,
+                                             width, engine, device)
+                renders.append(image)
         renders = torch.stack(renders, dim=1).reshape(views * frames, height, width, 3).clamp(0, 1)
         return (fitted, renders)
 
@@ -220,8 +232,9 @@ class RenderDynamicGaussians:
         engine = _engine(renderer, device, node)
         azimuth = cameras.interpolate_orbit(float(azimuth_start), float(azimuth_end), frames)
         times = cameras.interpolate_orbit(time_start, time_end, frames) * (fitted.frames - 1)
-        images, alpha = fit.render_fitted(fitted, azimuth, torch.full((frames,), elevation, dtype=torch.float64),
-                                          times, height, width, engine, device)
+        with _validate.out_of_memory_as_error(node, "rendering", _lighter(engine), device=device):
+            images, alpha = fit.render_fitted(fitted, azimuth, torch.full((frames,), elevation, dtype=torch.float64),
+                                              times, height, width, engine, device)
         return (images.clamp(0, 1), alpha.clamp(0, 1))
 
 

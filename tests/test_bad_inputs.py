@@ -1166,7 +1166,7 @@ def _(box):
     Diffusion2Pick().pick(torch.zeros(12, 8, 8, 3), 3, "view", 3)
 
 
-def fit4d(images=None, multiview=None, iterations=4, warmup=2, renderer="torch"):
+def fit4d(images=None, multiview=None, iterations=10, warmup=5, renderer="torch"):
     """Fit Dynamic Gaussians on a 3-view x 2-frame matrix of 16x16 (every case stops before the fit runs)."""
     images = torch.full((6, 16, 16, 3), 0.5) if images is None else images
     multiview = sv3d_conditioning(2, 3) if multiview is None else multiview
@@ -1208,15 +1208,32 @@ def _(box):
     fit4d(images=torch.full((6, 8, 8, 3), 0.5))
 
 
-@case("Fit Dynamic Gaussians (Diffusion²)", "warmup = 5 with 4 iterations", "warmup = 5 is not allowed")
+@case("Fit Dynamic Gaussians (Diffusion²)", "warmup = 11 with 10 iterations", "warmup = 11 is not allowed")
 def _(box):
-    fit4d(warmup=5)
+    fit4d(warmup=11)
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "direction = auto with warmup = 0", "choose right or left")
+def _(box):
+    fit4d(warmup=0)
 
 
 @case("Fit Dynamic Gaussians (Diffusion²)", "renderer = gsplat on a machine without a CUDA GPU",
       "Set renderer to auto or torch")
 def _(box):
     fit4d(renderer="gsplat")
+
+
+@case("Fit Dynamic Gaussians (Diffusion²)", "out of memory during the fit (torch rasteriser)",
+      "renderer = auto with gsplat installed")
+def _(box):
+    from inversedvs.gaussians import fit
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+
+    box.patch(fit, "fit_matrix", out_of_memory)
+    fit4d()
 
 
 @case("Render Dynamic Gaussians", "a LATENT as gaussians", "must be the output of Fit Dynamic Gaussians")
