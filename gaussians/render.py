@@ -206,6 +206,11 @@ def render(engine: str, *args, **kwargs):
 _GSPLAT_PROBED: dict[str, str] = {}  # device → "" when gsplat rendered there, else why it did not
 
 
+def gsplat_checked(device: torch.device) -> bool:
+    """Whether ``gsplat_problem`` already knows the answer for ``device`` (so asking costs nothing)."""
+    return str(torch.device(device)) in _GSPLAT_PROBED or torch.device(device).type != "cuda"
+
+
 def gsplat_problem(device: torch.device) -> str:
     """Why gsplat cannot render on ``device`` ("" when it can): not CUDA, not installed, or its kernels fail to
     build or run (checked once per device with one tiny render, which also triggers the first-use compile)."""

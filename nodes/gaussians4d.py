@@ -44,6 +44,9 @@ def _engine(choice: str, device: torch.device, node: str) -> str:
         raise InverseDVSError(f"{node}: renderer must be one of {', '.join(RENDERER)}.")
     if choice == "torch":
         return "torch"
+    if not render.gsplat_checked(device) and render.gsplat_available():
+        LOG.warning("%s: checking gsplat on %s; its first use compiles its CUDA kernels (about 1.5 minutes, once "
+                    "per machine).", node, device)
     problem = render.gsplat_problem(device)
     if not problem:
         return "gsplat"
