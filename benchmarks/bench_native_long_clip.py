@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
 import torch
 
@@ -79,9 +78,6 @@ def main(argv=None) -> int:
 
     cuda = torch.cuda.is_available()
     NW.import_core(args.comfyui, cpu=not cuda, core_args=[])
-    import folder_paths
-
-    folder_paths.set_input_directory(tempfile.mkdtemp(prefix="inversedvs-input-"))  # the pack's sample clips go there
     C.load_pack()
     import comfy.sd
     from comfy_extras.nodes_wan import WanImageToVideo

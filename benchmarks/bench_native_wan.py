@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 import torch
@@ -52,7 +53,8 @@ TARGET_RATIO, TARGET_PEAK_GIB = 1.6, 24.0
 
 def import_core(comfyui: str, cpu: bool, core_args: list[str]):
     """Core's modules in this process (arguments parsed as ComfyUI's own start with ``core_args``, ``--cpu`` when
-    asked)."""
+    asked), with a fresh temporary input folder: the pack puts its sample clips into ComfyUI's input folder when it
+    loads, and a benchmark must not write into the checkout it is given."""
     sys.path.insert(0, comfyui)
     saved = sys.argv
     sys.argv = [saved[0]] + (["--cpu"] if cpu else []) + core_args
@@ -63,8 +65,10 @@ def import_core(comfyui: str, cpu: bool, core_args: list[str]):
         import comfy.cli_args  # noqa: F401
         import comfy.model_management  # noqa: F401
         import comfy.sd  # noqa: F401
+        import folder_paths
     finally:
         sys.argv = saved
+    folder_paths.set_input_directory(tempfile.mkdtemp(prefix="inversedvs-input-"))
 
 
 def random_wan_state(config: dict, device: str, seed: int = 0) -> dict:

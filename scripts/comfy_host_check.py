@@ -21,7 +21,7 @@ ComfyUI checkout is changed: everything happens in a temporary base directory â€
   the stand-in of ``tests/_host_nodes.py``, as core always builds the full umt5-xxl; the DiffusionÂ² one at 2 views x
   3 frames through core's SVD / SV3D conditioning and KSampler, its two Image Only Checkpoint Loaders stood in for by
   UNETLoader / CLIPVisionLoader / VAELoader on tiny core SVD and SV3D_p UNets, the seeded ViT-H and core's SD VAE,
-  and its dynamic Gaussians fitted in 6 steps: a 4-frame orbit video and one PLY file per matrix frame);
+  and its dynamic Gaussians fitted in 8 steps: a 4-frame orbit video and one PLY file per matrix frame);
   the full workflow with the choice values the first version
   saved runs too and gives the same frames; an unknown choice value is refused; a bad input's error
   reaches the dialog titled "InverseDVS error";
@@ -88,8 +88,8 @@ DIFFUSION2_RUN_OVERRIDES = {
     ("InverseDVS_Diffusion2Sample", "vrs_steps"): 1,
     ("InverseDVS_Diffusion2Pick", "index"): 1,
     # group 4: a few steps of the dynamic Gaussians' fit (the torch rasteriser: ComfyUI runs --cpu), a short orbit
-    ("InverseDVS_FitDynamicGaussians", "iterations"): 6,
-    ("InverseDVS_FitDynamicGaussians", "warmup"): 3,
+    ("InverseDVS_FitDynamicGaussians", "iterations"): 8,
+    ("InverseDVS_FitDynamicGaussians", "warmup"): 5,  # the least direction = auto takes
     ("InverseDVS_FitDynamicGaussians", "gaussians"): 50,
     ("InverseDVS_RenderDynamicGaussians", "frames"): 4,
 }
