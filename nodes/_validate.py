@@ -433,9 +433,10 @@ def input_file(name: str, what: str, node: str, hint: str = "Copy it there.", ke
 
 # ----------------------------------------------------------------------------- weights
 
-def check_safetensors_file(path: str, what: str, node: str) -> str:
+def check_safetensors_file(path: str, what: str, node: str,
+                           hint: str = "convert it to safetensors or download the .safetensors version.") -> str:
     """``path`` is a complete safetensors file (checked from its header, never unpickled); returns it."""
     from ..backend.files import safetensors_header
 
-    safetensors_header(path, f"{node}: {what}", "convert it to safetensors or download the .safetensors version.")
+    safetensors_header(path, f"{node}: {what}", hint)
     return path

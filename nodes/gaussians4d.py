@@ -16,7 +16,7 @@ import os
 import torch
 
 from ..errors import InverseDVSError
-from ..gaussians import cameras, fit, ply, render
+from ..gaussians import cameras, fit, ply, render, store
 from . import _host, _validate
 from ._choices import Choices
 from .diffusion2 import CATEGORY, DEFAULT_VIEWS, MAX_MATRIX_IMAGES, orbit_of
@@ -37,6 +37,8 @@ MAX_RENDER_SIDE = 4096
 DEFAULT_RENDER_FRAMES = 48
 PLY_EXTENSION = "ply"
 DEFAULT_PLY_PREFIX = "InverseDVS/gaussians"
+FILE_EXTENSION = "gaussians4d.safetensors"  # Save Dynamic Gaussians' files, what Load Dynamic Gaussians lists
+DEFAULT_FILE_PREFIX = "InverseDVS/object"
 
 
 def _engine(choice: str, device: torch.device, node: str) -> str:
@@ -280,4 +282,108 @@ class SaveDynamicGaussians:
         return {"ui": {"text": ["\n".join(relative)]}, "result": ("\n".join(relative),)}
 
 
-NODES = (FitDynamicGaussians, RenderDynamicGaussians, SaveDynamicGaussians)
+def is_gaussians_file(name: str) -> bool:
+    """Whether a (lower-case) file name is one Load Dynamic Gaussians lists."""
+    return name.endswith("." + FILE_EXTENSION)
+
+
+class SaveDynamicGaussiansFile:
+    """The whole fitted object (canonical Gaussians, deformation field, orbit) as one safetensors file, to render
+    again in a later session with Load Dynamic Gaussians."""
+
+    DISPLAY_NAME = "Save Dynamic Gaussians"
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("file",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "gaussians": (GAUSSIANS_TYPE, {"tooltip": "Fit Dynamic Gaussians (Diffusion²)'s output."}),
+                "filename_prefix": ("STRING", {"default": DEFAULT_FILE_PREFIX,
+                                               "tooltip": "Name inside ComfyUI's output folder; '/' makes "
+                                                          f"sub-folders. A counter and '.{FILE_EXTENSION}' are "
+                                                          "appended; nothing is overwritten. Copy the file into "
+                                                          "the input folder to load it."}),
+            }
+        }
+
+    def save(self, gaussians, filename_prefix):
+        import safetensors.torch
+
+        node = self.DISPLAY_NAME
+        tensors, metadata = store.to_state(_check_gaussians(gaussians, node))
+        final, root = write_new_file(filename_prefix, FILE_EXTENSION, node,
+                                     lambda path: safetensors.torch.save_file(tensors, path, metadata))
+        relative = os.path.relpath(final, os.path.realpath(root)).replace(os.sep, "/")
+        return {"ui": {"text": [relative]}, "result": (relative,)}
+
+
+class LoadDynamicGaussians:
+    """A fitted object saved by Save Dynamic Gaussians, from ComfyUI's input folder."""
+
+    DISPLAY_NAME = "Load Dynamic Gaussians"
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (GAUSSIANS_TYPE,)
+    RETURN_NAMES = ("gaussians",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "file": (_host.list_input_files(is_gaussians_file), {
+                    "tooltip": f"A '.{FILE_EXTENSION}' file written by Save Dynamic Gaussians, in ComfyUI's input "
+                               "folder (sub-folders allowed)."}),
+            }
+        }
+
+    @classmethod
+    def _path(cls, file) -> str:
+        return _validate.input_file(file, "dynamic Gaussians file", cls.DISPLAY_NAME,
+                                    "Save one with Save Dynamic Gaussians and copy it there.", keep=is_gaussians_file)
+
+    @classmethod
+    def IS_CHANGED(cls, file, **_):
+        """The file's modification time and size, so ComfyUI reloads a replaced file."""
+        try:
+            info = os.stat(cls._path(file))
+        except (InverseDVSError, OSError):
+            return ""
+        return f"{info.st_mtime_ns}-{info.st_size}"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, file, **_):
+        try:
+            cls._path(file)
+        except InverseDVSError as err:
+            return str(err)
+        return True
+
+    def load(self, file):
+        import safetensors
+        import safetensors.torch
+
+        node = self.DISPLAY_NAME
+        path = _validate.check_safetensors_file(self._path(file), "dynamic Gaussians file", node,
+                                                "save the object again with Save Dynamic Gaussians.")
+        name = os.path.basename(path)
+        try:
+            with safetensors.safe_open(path, framework="pt") as handle:
+                metadata = handle.metadata()
+            tensors = safetensors.torch.load_file(path)
+            fitted = store.from_state(tensors, metadata)
+        except ValueError as err:
+            raise InverseDVSError(f"{node}: '{name}' cannot be loaded: {err}. Save it again with Save Dynamic "
+                                  "Gaussians.") from None
+        except Exception as err:  # noqa: BLE001 - a damaged file safetensors refuses
+            raise InverseDVSError(f"{node}: '{name}' is not a readable safetensors file ({type(err).__name__}). "
+                                  "Save it again with Save Dynamic Gaussians.") from None
+        return (fitted,)
+
+
+NODES = (FitDynamicGaussians, RenderDynamicGaussians, SaveDynamicGaussians, SaveDynamicGaussiansFile,
+         LoadDynamicGaussians)

@@ -1140,6 +1140,9 @@ def _diffusion2_workflow() -> Workflow:
         Node("ply_save", P + "SaveDynamicGaussians", "Save Dynamic Gaussians (PLY) per frame", 5,
              links={"gaussians": ("fit", "gaussians")}, values={"filename_prefix": "InverseDVS/diffusion2_4d"},
              color="output"),
+        Node("object_save", P + "SaveDynamicGaussiansFile", "Save Dynamic Gaussians (to load again)", 5,
+             links={"gaussians": ("fit", "gaussians")}, values={"filename_prefix": "InverseDVS/diffusion2_object"},
+             color="output"),
         Node("orbit_video", "CreateVideo", f"Create Video ({DIFFUSION2_ORBIT_FPS:g} fps)", 6,
              links={"images": ("orbit_render", "images")}, values={"fps": DIFFUSION2_ORBIT_FPS}),
         Node("orbit_save", "SaveVideo", "Save: the 4D orbit video", 6, links={"video": ("orbit_video", "VIDEO")},
@@ -1155,7 +1158,7 @@ def _diffusion2_workflow() -> Workflow:
                GROUP_COLORS["diffusion"]),
          Group("3 · Save", ("grid_save", "pick", "view_video", "view_save"), GROUP_COLORS["output"]),
          Group("4 · 4D: dynamic Gaussians fitted to the matrix",
-               ("fit", "orbit_render", "ply_save", "orbit_video", "orbit_save"), GROUP_COLORS["gaussians"])],
+               ("fit", "orbit_render", "ply_save", "object_save", "orbit_video", "orbit_save"), GROUP_COLORS["gaussians"])],
     )
 
 

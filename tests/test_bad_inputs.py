@@ -32,7 +32,8 @@ from inversedvs.nodes.depth import DepthEstimate
 from inversedvs.nodes.diffusion import KRNRInvert, Sample, StochasticLatentModulate
 from inversedvs.nodes.diffusion2 import Diffusion2Pick, Diffusion2Sample
 from inversedvs.nodes.fusion import FUSION_KEY, START_KEY, NovelViewFusion, NovelViewSample
-from inversedvs.nodes.gaussians4d import FitDynamicGaussians, RenderDynamicGaussians, SaveDynamicGaussians
+from inversedvs.nodes.gaussians4d import (FitDynamicGaussians, LoadDynamicGaussians, RenderDynamicGaussians,
+                                         SaveDynamicGaussians)
 from inversedvs.nodes.model import EncodeText, LoadVideoModel, VAEDecode, VAEEncode
 from inversedvs.nodes.output import SaveVideo
 from inversedvs.nodes.video import LoadVideo
@@ -1251,6 +1252,22 @@ def _(box):
       "contains '..'")
 def _(box):
     SaveDynamicGaussians().save(fitted4d(), "../../escaped")
+
+
+@case("Load Dynamic Gaussians", "a safetensors file of model weights renamed to .gaussians4d.safetensors",
+      "is not a dynamic Gaussians file")
+def _(box):
+    import safetensors.torch
+
+    safetensors.torch.save_file({"weight": torch.zeros(2, 2)}, box.path("input", "weights.gaussians4d.safetensors"))
+    LoadDynamicGaussians().load("weights.gaussians4d.safetensors")
+
+
+@case("Load Dynamic Gaussians", "a pickle file renamed to .gaussians4d.safetensors", "save the object again")
+def _(box):
+    with open(box.path("input", "pickled.gaussians4d.safetensors"), "wb") as f:
+        f.write(b"\x80\x04\x95" + bytes(64))
+    LoadDynamicGaussians().load("pickled.gaussians4d.safetensors")
 
 
 @case("VAE Encode Video", "float frames in 0..255", "divide by 255")

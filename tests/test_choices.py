@@ -16,7 +16,8 @@ from inversedvs.warp.camera import DEFAULT_FOV_X_DEG
 
 IDENTIFIER = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 USER_FILES = {key for key in FOLDER_CHOICES} | {("InverseDVS_LoadVideoModel", "lora"),
-                                                 ("InverseDVS_LoadCameraPath", "file")}
+                                                 ("InverseDVS_LoadCameraPath", "file"),
+                                                 ("InverseDVS_LoadDynamicGaussians", "file")}
 
 
 def choice_inputs():
