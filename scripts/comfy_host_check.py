@@ -95,6 +95,8 @@ DIFFUSION2_RUN_OVERRIDES = {
 }
 DIFFUSION2_ORBIT_FRAMES = DIFFUSION2_RUN_OVERRIDES[("InverseDVS_RenderDynamicGaussians", "frames")]
 DIFFUSION2_PLY_PREFIX = "InverseDVS/diffusion2_4d"  # Save Dynamic Gaussians (PLY)'s filename_prefix in the workflow
+DIFFUSION2_OBJECT_PREFIX = "InverseDVS/diffusion2_object"  # Save Dynamic Gaussians' (the reloadable object file)
+DIFFUSION2_OBJECT_SUFFIX = ".gaussians4d.safetensors"
 HOST_NODES = os.path.join(PACK_ROOT, "tests", "_host_nodes.py")
 HOST_NODES_FILE = "inversedvs_host_check_nodes.py"  # its name in custom_nodes/
 ENCODER_STAND_INS = {"CLIPTextEncode": ("InverseDVSHostCheck_TinyTextEncode", ("text",))}
@@ -629,14 +631,15 @@ def ply_vertex_count(path: str) -> int:
     return int(counts[0])
 
 
-def saved_plys(base: str, prefix: str) -> set[str]:
-    """Paths, relative to the output folder, of the PLY files Save Dynamic Gaussians (PLY) wrote under ``prefix``."""
+def saved_plys(base: str, prefix: str, suffix: str = ".ply") -> set[str]:
+    """Paths, relative to the output folder, of the files ending in ``suffix`` saved under ``prefix`` (by default
+    the PLY files Save Dynamic Gaussians (PLY) wrote)."""
     folder, name = os.path.split(prefix)
     found = os.path.join(base, "output", folder)
     if not os.path.isdir(found):
         return set()
     return {f"{folder}/{entry}" for entry in os.listdir(found)
-            if entry.startswith(name + "_f") and entry.endswith(".ply")}
+            if entry.startswith(name + "_") and entry.endswith(suffix)}
 
 
 def check_diffusion2_run(server: Server, name: str, base: str) -> str:
@@ -652,6 +655,7 @@ def check_diffusion2_run(server: Server, name: str, base: str) -> str:
         raise CheckFailed(f"{name}: Save Dynamic Gaussians (PLY) nodes {ply_savers}, expected one saving "
                           f"{DIFFUSION2_PLY_PREFIX}")
     before = saved_plys(base, DIFFUSION2_PLY_PREFIX)
+    objects_before = saved_plys(base, DIFFUSION2_OBJECT_PREFIX, DIFFUSION2_OBJECT_SUFFIX)
     line, saved = check_run(server, name, base, prompt=prompt)
     frames = sorted(n for _, n, _ in saved.values())
     if frames != sorted([1, DIFFUSION2_FRAMES, DIFFUSION2_ORBIT_FRAMES]):
@@ -669,9 +673,12 @@ def check_diffusion2_run(server: Server, name: str, base: str) -> str:
     vertices = [ply_vertex_count(os.path.join(base, "output", p)) for p in plys]
     if min(vertices) <= 0:
         raise CheckFailed(f"{name}: PLY files without Gaussians: {dict(zip(plys, vertices))}")
+    objects = sorted(saved_plys(base, DIFFUSION2_OBJECT_PREFIX, DIFFUSION2_OBJECT_SUFFIX) - objects_before)
+    if len(objects) != 1:
+        raise CheckFailed(f"{name}: Save Dynamic Gaussians wrote {objects}, expected one {DIFFUSION2_OBJECT_SUFFIX}")
     return (f"{DIFFUSION2_VIEWS} views x {DIFFUSION2_FRAMES} frames on {TINY_SVD} / {TINY_SV3D} through core's "
             f"UNETLoader, {RANDOM_CLIP_VISION} and {SD_VAE} in place of the 2 checkpoint loaders; {line}; "
-            f"{len(plys)} PLY files ({', '.join(plys)}) of {'/'.join(map(str, vertices))} Gaussians")
+            f"{len(plys)} PLY files ({', '.join(plys)}) of {'/'.join(map(str, vertices))} Gaussians, {objects[0]}")
 
 
 def check_long_run(server: Server, name: str, base: str) -> str:
