@@ -29,7 +29,7 @@ LATENT_TENSORS = ("samples", "mean", "std", "image")
 # How far outside 0..1 a float IMAGE may stray before it is refused rather than clipped.
 IMAGE_OVERSHOOT = 0.1
 INTEGER_DTYPES = (torch.int16, torch.int32, torch.int64)
-_OOM_ALLOCATION = re.compile(r"Tried to allocate ([0-9.]+ [KMGT]i?B)")
+_OOM_ALLOCATION = re.compile(r"[Tt]ried to allocate ([0-9.]+ [KMGT]i?B|[0-9]+ bytes)")
 
 
 def format_bytes(n: float) -> str:
@@ -289,12 +289,17 @@ def check_video_memory(frames: int, height: int, width: int, node: str, copies: 
     return needed
 
 
+# What torch's RuntimeErrors say when an allocation fails: the CUDA / MPS / XPU backends ("out of memory") and
+# the CPU allocator ("DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes").
+_OOM_PHRASES = ("out of memory", "can't allocate memory")
+
+
 def is_out_of_memory(err: BaseException) -> bool:
-    """True for torch's CUDA OOM and for the 'out of memory' RuntimeErrors other backends raise."""
+    """True for torch's CUDA OOM and for the RuntimeErrors other backends and the CPU allocator raise."""
     oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(err, oom_type):
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    return isinstance(err, RuntimeError) and any(phrase in str(err).lower() for phrase in _OOM_PHRASES)
 
 
 # Activation memory of one transformer pass, in copies of its hidden states [batch, tokens, width]:

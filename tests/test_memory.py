@@ -44,6 +44,14 @@ def test_runtime_errors_saying_out_of_memory_are_recognised(text):
             raise RuntimeError(text)
 
 
+def test_a_failed_cpu_allocation_is_recognised_with_its_size():
+    """The CPU allocator's own error, as torch raises it (no 'out of memory' in it)."""
+    with pytest.raises(InverseDVSError, match=r"out of memory while sampling \(it tried to allocate "
+                                               r"1000000000000000 bytes more\)"):
+        with _validate.out_of_memory_as_error("Sample", "sampling", "sequential_offload", device="cpu"):
+            torch.empty(10 ** 15, dtype=torch.uint8)
+
+
 def test_other_errors_pass_through_unchanged():
     with pytest.raises(KeyError):
         with _validate.out_of_memory_as_error("Sample", "sampling", "sequential_offload", device="cpu"):
