@@ -17,11 +17,14 @@ DEVICE_CHOICES = ("auto", "cpu")
 MAX_DILATE = 64
 FAR_PATH_HINT = ("The camera path moves the camera absurdly far (e.g. a radius offset of thousands of orbit radii); "
                  "use radius offsets below 1 (1 puts the camera on the pivot) and moderate moves.")
-# Peak memory of the warp in units of one float32 RGB video of the same size, the most any measurement
-# gave: an earlier mesh warp took 9.42 GiB above what was allocated before at 81x480x832 on one H200,
-# 26 such videos; the current one takes 6.0 GiB there, 16 videos (benchmarks/results/native_wan_24gib.json,
-# 2026-12-02), and on CPU it works in slices of a frame, below either. 26 is kept as the bound asked for.
+# Peak memory of the warp in units of one float32 RGB video of the same size, above the inputs it is given.
+# On a GPU, the most any measurement gave: an earlier mesh warp took 9.42 GiB above what was allocated before at
+# 81x480x832 on one H200, 26 such videos; the current one takes 6.0 GiB there, 16 videos
+# (benchmarks/results/native_wan_24gib.json); 26 is kept as the bound asked for. On the CPU it works in slices
+# of a frame: 8.5 videos at 49x480x720, 81x480x832 and 25x576x1024 (benchmarks/results/warp_cpu_memory.json),
+# so 10 there.
 WARP_MEMORY_COPIES = 26
+WARP_MEMORY_COPIES_CPU = 10
 
 
 def check_depth_kind(depth_kind: str, node: str) -> str:
@@ -103,7 +106,8 @@ class ForwardWarp:
         _validate.check_same_size(node, images=(height, width), depth=tuple(depth.shape[1:3]))
         depth_map = dep.check_depth_map(dep.image_to_map(depth), depth_kind, node)
         target = _host.torch_device() if device == "auto" else torch.device("cpu")
-        _validate.check_video_memory(frames, height, width, node, copies=WARP_MEMORY_COPIES, device=target)
+        copies = WARP_MEMORY_COPIES_CPU if target.type == "cpu" else WARP_MEMORY_COPIES
+        _validate.check_video_memory(frames, height, width, node, copies=copies, device=target)
         with _validate.out_of_memory_as_error(node, "warping", "device = cpu on this node", device=target):
             z = dep.depth_for_warp(depth_map.to(target), depth_kind)
             warped, mask = forward_warp(images.to(target), z, path_transforms(camera_path, z, node),

@@ -226,3 +226,26 @@ def test_a_gpu_stage_asks_comfyui_for_its_room_before_judging_whether_it_fits(mo
     assert core.freed == [needed, needed]
     _validate.check_video_memory(81, 480, 832, "Load Video", device="cpu")
     assert len(core.freed) == 2  # host memory is not core's to free
+
+
+@pytest.mark.parametrize("videos_free, refused", [(9.0, True), (11.5, False)])
+def test_forward_warp_on_the_cpu_asks_for_ten_videos_of_room(monkeypatch, videos_free, refused):
+    """The CPU warp peaks at 8.5 videos above its inputs (benchmarks/results/warp_cpu_memory.json); the node
+    refuses a clip only when less than WARP_MEMORY_COPIES_CPU = 10 videos (within the headroom) are free."""
+    from inversedvs.nodes import warp as warp_node
+    from inversedvs.nodes.camera import CameraTrajectory
+
+    frames, height, width = 3, 24, 32
+    video = frames * height * width * 3 * 4
+    free = int(videos_free * video / _validate.MEMORY_HEADROOM)
+    monkeypatch.setattr(_validate, "free_memory_bytes", lambda device: free)
+    images = torch.rand(frames, height, width, 3, generator=torch.Generator().manual_seed(0))
+    depth = torch.linspace(0.3, 0.7, width).expand(frames, height, width).unsqueeze(-1).expand(-1, -1, -1, 3)
+    path = CameraTrajectory().build("orbit_right", "", frames, 1.0, 0, 60.0)[0]
+    assert warp_node.WARP_MEMORY_COPIES_CPU == 10
+    if refused:
+        with pytest.raises(InverseDVSError, match="needs about"):
+            warp_node.ForwardWarp().warp(images, depth, path, "relative", 0, "cpu")
+    else:
+        warped = warp_node.ForwardWarp().warp(images, depth, path, "relative", 0, "cpu")[0]
+        assert warped.shape == images.shape
