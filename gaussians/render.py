@@ -18,6 +18,7 @@ tensors, any device, slow) and ``render_gsplat`` (CUDA kernels) render the same 
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 EPS_2D = 0.3  # pixels², added to every projected covariance (anti-aliasing low-pass)
 NEAR = 0.01  # Gaussians nearer the camera than this (along z) are not drawn
@@ -91,6 +92,22 @@ def footprint_radii(conics: torch.Tensor) -> torch.Tensor:
     return 3.33 * torch.stack([torch.sqrt((c / det).clamp_min(0)), torch.sqrt((a / det).clamp_min(0))], dim=-1)
 
 
+def _composite_tiles(px, py, gm, gq, go, gc):
+    """Colour [C, t, TILE², K] and alpha [C, t, TILE²] of t tiles: pixel centres px, py [t, TILE²]; each tile's
+    Gaussians in depth order, means gm [C, t, M, 2], conics gq [C, t, M, 3], opacities go [C, t, M] (0 = padding),
+    colours gc [C, t, M, K]."""
+    d0 = px[None, :, :, None] - gm[:, :, None, :, 0]  # [C, t, TILE², M]
+    d1 = py[None, :, :, None] - gm[:, :, None, :, 1]
+    qa, qb, qc = (gq[:, :, None, :, i] for i in range(3))
+    sigma = 0.5 * (qa * d0 ** 2 + qc * d1 ** 2) + qb * d0 * d1
+    a = torch.clamp(go[:, :, None] * torch.exp(-sigma), max=ALPHA_MAX)
+    a = torch.where((sigma >= 0) & (a >= ALPHA_MIN), a, torch.zeros_like(a))
+    keep = torch.cumprod(1 - a, dim=-1)  # transmittance after each Gaussian
+    before = torch.cat([torch.ones_like(keep[..., :1]), keep[..., :-1]], dim=-1)
+    weight = torch.where(keep > TRANSMITTANCE_MIN, a * before, torch.zeros_like(a))
+    return torch.einsum("ctpm,ctmk->ctpk", weight, gc), weight.sum(-1)
+
+
 def composite(means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tensor, colors: torch.Tensor,
               depths: torch.Tensor, drawn: torch.Tensor, height: int, width: int,
               background: torch.Tensor | None = None):
@@ -136,19 +153,16 @@ def composite(means2d: torch.Tensor, conics: torch.Tensor, opacities: torch.Tens
     py = y0[:, None] + dy.reshape(1, -1)
     images, alphas = [], []
     chunk = max(1, DENSE_BUDGET // max(C * TILE * TILE * count, 1))
+    # Under autograd each chunk is recomputed in the backward pass instead of keeping its [C, t, TILE², M]
+    # intermediates (a few per pixel and Gaussian): memory stays that of one chunk, for about a third more time.
+    recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (gm, gq, gc, go))
     for s in range(0, tiles, chunk):
         sl = slice(s, s + chunk)
-        d0 = px[None, sl, :, None] - gm[:, sl, None, :, 0]  # [C, t, TILE², M]
-        d1 = py[None, sl, :, None] - gm[:, sl, None, :, 1]
-        qa, qb, qc = (gq[:, sl, None, :, i] for i in range(3))
-        sigma = 0.5 * (qa * d0 ** 2 + qc * d1 ** 2) + qb * d0 * d1
-        a = torch.clamp(go[:, sl, None] * torch.exp(-sigma), max=ALPHA_MAX)
-        a = torch.where((sigma >= 0) & (a >= ALPHA_MIN), a, torch.zeros_like(a))
-        keep = torch.cumprod(1 - a, dim=-1)  # transmittance after each Gaussian
-        before = torch.cat([torch.ones_like(keep[..., :1]), keep[..., :-1]], dim=-1)
-        weight = torch.where(keep > TRANSMITTANCE_MIN, a * before, torch.zeros_like(a))
-        images.append(torch.einsum("ctpm,ctmk->ctpk", weight, gc[:, sl]))
-        alphas.append(weight.sum(-1))
+        args = (px[sl], py[sl], gm[:, sl], gq[:, sl], go[:, sl], gc[:, sl])
+        image, alpha = (checkpoint(_composite_tiles, *args, use_reentrant=False) if recompute
+                        else _composite_tiles(*args))
+        images.append(image)
+        alphas.append(alpha)
     image, alpha = torch.cat(images, 1), torch.cat(alphas, 1)  # [C, T, TILE², K], [C, T, TILE²]
     if background is not None:
         image = image + (1 - alpha).unsqueeze(-1) * background.expand(C, K)[:, None, None, :]

@@ -474,3 +474,33 @@ def test_the_field_learns_the_motion_and_leaves_the_still_part_alone():
     assert (moved.means[ball_rows] - goal[ball_rows]).norm(dim=-1).median() < 0.01  # measured 0.002
     assert torch.equal(moved.opacity_logits, result.gaussians.opacity_logits)
     assert torch.equal(moved.sh0, result.gaussians.sh0)
+
+
+def test_recomputing_tiles_in_the_backward_pass_gives_the_same_gradients(monkeypatch):
+    """Under autograd the compositor recomputes each chunk of tiles in the backward pass (torch's checkpoint); the
+    gradients are those of keeping every intermediate, on an image cut into several chunks."""
+    g = torch.Generator().manual_seed(3)
+    n, h, w = 60, 29, 37
+    leaves = [(torch.rand(n, 3, generator=g) - 0.5) * 0.8, torch.randn(n, 4, generator=g),
+              0.02 + 0.05 * torch.rand(n, 3, generator=g), 0.2 + 0.7 * torch.rand(n, generator=g),
+              torch.rand(n, 3, generator=g)]
+    poses = cameras.orbit_poses(torch.tensor([0.0, 120.0]), torch.tensor([10.0, -20.0])).float()
+    Ks = cameras.orbit_intrinsics(2, h, w).float()
+    weights = torch.rand(2, h, w, 3, generator=g)
+    monkeypatch.setattr(render, "DENSE_BUDGET", 4000)  # several chunks
+
+    def grads():
+        inputs = [t.clone().requires_grad_() for t in leaves]
+        image, alpha = render.render_torch(*inputs, poses, Ks, h, w, torch.ones(3))
+        ((image * weights).sum() + alpha.sum()).backward()
+        return [t.grad for t in inputs]
+
+    calls = []
+    real = render.checkpoint
+    monkeypatch.setattr(render, "checkpoint", lambda fn, *a, **k: calls.append(1) or real(fn, *a, **k))
+    recomputed = grads()
+    assert len(calls) > 2
+    monkeypatch.setattr(render, "checkpoint", lambda fn, *a, **k: fn(*a))
+    kept = grads()
+    for a, b in zip(recomputed, kept):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
