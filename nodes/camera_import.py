@@ -13,7 +13,7 @@ from ..warp.camera import CameraPath
 from ..warp.path_preview import path_preview
 from . import _host, _validate
 from .camera import CAMERA_PATH_TYPE, DEFAULT_FRAMES, MAX_FRAMES, MAX_RADIUS_SCALE, MIN_RADIUS_SCALE
-from .output import write_new_file
+from .output import output_relative, write_new_file
 from .video import RESIZE_MODES
 
 COLMAP_IMAGE_FILES = tuple(files[1] for files in cio.COLMAP_FILES.values())
@@ -181,7 +181,7 @@ class SaveCameraPath:
                 f.write(text)
 
         final, root = write_new_file(filename_prefix, cio.PATH_FILE_SUFFIX.lstrip("."), node, write)
-        relative = os.path.relpath(final, os.path.realpath(root)).replace(os.sep, "/")
+        relative = output_relative(final, root)
         return {"ui": {"text": [relative]}, "result": (relative,)}
 
 

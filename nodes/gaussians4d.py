@@ -21,7 +21,7 @@ from . import _host, _validate
 from ._choices import Choices
 from .diffusion2 import CATEGORY, DEFAULT_VIEWS, MAX_MATRIX_IMAGES, orbit_of
 from .model import DEFAULT_SEED, MAX_SEED
-from .output import write_new_file
+from .output import output_relative, write_new_file
 
 LOG = logging.getLogger(__name__)
 GAUSSIANS_TYPE = "INVERSEDVS_DYNAMIC_GAUSSIANS"
@@ -279,7 +279,7 @@ class SaveDynamicGaussians:
             saved.append(final)
             progress.update(1)
             _host.throw_if_interrupted()
-        relative = [os.path.relpath(p, os.path.realpath(root)).replace(os.sep, "/") for p in saved]
+        relative = [output_relative(p, root) for p in saved]
         return {"ui": {"text": ["\n".join(relative)]}, "result": ("\n".join(relative),)}
 
 
@@ -319,7 +319,7 @@ class SaveDynamicGaussiansFile:
         tensors, metadata = store.to_state(_check_gaussians(gaussians, node))
         final, root = write_new_file(filename_prefix, FILE_EXTENSION, node,
                                      lambda path: safetensors.torch.save_file(tensors, path, metadata))
-        relative = os.path.relpath(final, os.path.realpath(root)).replace(os.sep, "/")
+        relative = output_relative(final, root)
         return {"ui": {"text": [relative]}, "result": (relative,)}
 
 

@@ -107,6 +107,11 @@ def _claim(temporary: str, folder: str, name: str, extension: str = VIDEO_EXTENS
     raise InverseDVSError(f"{node}: could not find a free file name for '{name}' in {folder}.")
 
 
+def output_relative(path: str, root: str) -> str:
+    """``path`` (a file ``write_new_file`` wrote) relative to the output folder ``root``, with '/' separators."""
+    return os.path.relpath(path, os.path.realpath(root)).replace(os.sep, "/")
+
+
 def write_new_file(filename_prefix: str, extension: str, node: str, write) -> tuple[str, str]:
     """Write ``<filename_prefix>_NNNNN_.<extension>`` inside ComfyUI's output folder with
     ``write(path)``: into a hidden temporary file first, given its final name only when complete,
