@@ -171,8 +171,7 @@ def time_nodes(args, targets, azimuth, elevation) -> dict:
 
 def fit_sections(args, results, targets, azimuth, elevation, engine, device) -> None:
     V, F, S = targets.shape[:3]
-    config = fit.FitConfig(iterations=args.iterations, warmup=args.warmup,
-                           densify_until=min(fit.FitConfig().densify_until, args.iterations))
+    config = fit.FitConfig(iterations=args.iterations, warmup=args.warmup)
     C.reset_peak()
     losses_seen = []
     result, seconds = C.timed(fit.fit_matrix, targets, azimuth, elevation, config, "auto", engine=engine,

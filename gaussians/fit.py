@@ -36,6 +36,7 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-15
 SPLIT_SHRINK = 1.6  # a split Gaussian's two children are this much smaller
 PROBE_FRACTION = 0.2  # direction "auto": each direction is tried for this share of the warm-up
+RENDER_BATCH = 4  # cameras rendered at once after the fit (as many as a fit step renders)
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,11 @@ class Fit:
         self.Ks = Ks.to(self.device, torch.float32)
         self.background = background.to(self.device, torch.float32)
         generator = torch.Generator().manual_seed(config.seed)
-        torch.manual_seed(config.seed)  # the field's initial weights
         self.gaussians = model.in_ball(config.gaussians, config.object_radius, generator).map(
             lambda t: t.to(self.device).requires_grad_())
-        self.field = DeformationField(config.field_depth, config.field_width).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the field's initial weights from the seed, the global state untouched
+            torch.manual_seed(config.seed)
+            self.field = DeformationField(config.field_depth, config.field_width).to(self.device)
         self.field_optimizer = torch.optim.Adam(self.field.parameters(), lr=FIELD_LEARNING_RATE, eps=ADAM_EPS)
         self.adam = _Adam(self.gaussians.tensors())
         self.batches = torch.Generator().manual_seed(config.seed + 1)
@@ -322,21 +324,26 @@ def render_fitted(fitted: Fitted, azimuth_deg: torch.Tensor, elevation_deg: torc
     """Images [C, H, W, 3] and alpha [C, H, W] of the fitted object seen from cameras ``azimuth_deg``,
     ``elevation_deg`` [C] (on its orbit's sphere) at (fractional) frames ``frames`` [C] in [0, F - 1]."""
     device = torch.device(device)
+    count = len(azimuth_deg)
     poses = cameras.orbit_poses(azimuth_deg, elevation_deg, fitted.radius,
                                 cameras.DIRECTIONS[fitted.direction]).to(device, torch.float32)
-    Ks = cameras.orbit_intrinsics(len(azimuth_deg), height, width,
+    Ks = cameras.orbit_intrinsics(count, height, width,
                                   fitted.fov_deg if fov_deg is None else fov_deg).to(device, torch.float32)
     g = fitted.gaussians.map(lambda t: t.to(device))
-    field_ = fitted.field.to(device)
     background = fitted.background.to(device, torch.float32)
-    images, alphas = [], []
-    for c in range(len(azimuth_deg)):
-        means, quats, log_scales = deform(g.means, g.quats, g.log_scales, field_, fitted.time(float(frames[c])))
-        image, alpha = render.render(engine, means, torch.nn.functional.normalize(quats, dim=-1),
-                                     torch.exp(log_scales), torch.sigmoid(g.opacity_logits),
-                                     model.rgb_from_sh0(g.sh0), poses[c:c + 1], Ks[c:c + 1], height, width,
-                                     background)
-        images.append(image.cpu())
-        alphas.append(alpha.cpu())
-    fitted.field.cpu()
-    return torch.cat(images), torch.cat(alphas)
+    images, alphas = torch.empty(count, height, width, 3), torch.empty(count, height, width)
+    frames = torch.as_tensor(frames, dtype=torch.float64)
+    fitted.field.to(device)
+    try:
+        for frame in torch.unique(frames).tolist():  # the field once per time, for every camera at that time
+            cams = (frames == frame).nonzero().flatten()
+            means, quats, log_scales = deform(g.means, g.quats, g.log_scales, fitted.field, fitted.time(frame))
+            gaussians = (means, torch.nn.functional.normalize(quats, dim=-1), torch.exp(log_scales),
+                         torch.sigmoid(g.opacity_logits), model.rgb_from_sh0(g.sh0))
+            for chunk in cams.split(RENDER_BATCH):
+                image, alpha = render.render(engine, *gaussians, poses[chunk], Ks[chunk], height, width,
+                                             background)
+                images[chunk], alphas[chunk] = image.cpu(), alpha.cpu()
+    finally:
+        fitted.field.cpu()
+    return images, alphas

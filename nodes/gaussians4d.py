@@ -160,10 +160,8 @@ class FitDynamicGaussians:
         engine = _engine(renderer, device, node)
         frames = images.shape[0] // views
         targets = images.reshape(views, frames, height, width, 3)
-        default = fit.FitConfig()
         config = fit.FitConfig(iterations=iterations, warmup=warmup, gaussians=gaussians, seed=seed,
-                               densify_until=min(default.densify_until, iterations),
-                               max_gaussians=max(default.max_gaussians, gaussians))
+                               max_gaussians=max(fit.FitConfig().max_gaussians, gaussians))
         progress = _host.Progress(iterations + (fit.probe_iterations(config) if direction == "auto" else 0))
 
         def step(_iteration, _loss):
@@ -173,12 +171,12 @@ class FitDynamicGaussians:
         with _validate.out_of_memory_as_error(node, "fitting the Gaussians", _lighter(engine), device=device):
             fitted = fit.fit_matrix(targets, azimuth, elevation, config, direction, cameras.SV3D_RADIUS, fov_deg,
                                     torch.tensor(BACKGROUND_RGB[background]), engine, device, step)
-            renders = []
-            for f in range(frames):
-                image, _ = fit.render_fitted(fitted, azimuth, elevation, torch.full((views,), float(f)), height,
-                                             width, engine, device)
-                renders.append(image)
-        renders = torch.stack(renders, dim=1).reshape(views * frames, height, width, 3).clamp(0, 1)
+            # every matrix image, view-major: camera v at frame f is item v·F + f
+            renders, _ = fit.render_fitted(fitted, azimuth.repeat_interleave(frames),
+                                           elevation.repeat_interleave(frames),
+                                           torch.arange(frames, dtype=torch.float64).repeat(views), height, width,
+                                           engine, device)
+        renders = renders.clamp(0, 1)
         return (fitted, renders)
 
 

@@ -631,9 +631,9 @@ def ply_vertex_count(path: str) -> int:
     return int(counts[0])
 
 
-def saved_plys(base: str, prefix: str, suffix: str = ".ply") -> set[str]:
+def saved_outputs(base: str, prefix: str, suffix: str = ".ply") -> set[str]:
     """Paths, relative to the output folder, of the files ending in ``suffix`` saved under ``prefix`` (by default
-    the PLY files Save Dynamic Gaussians (PLY) wrote)."""
+    the PLY files Save Dynamic Gaussians (PLY) writes)."""
     folder, name = os.path.split(prefix)
     found = os.path.join(base, "output", folder)
     if not os.path.isdir(found):
@@ -654,8 +654,8 @@ def check_diffusion2_run(server: Server, name: str, base: str) -> str:
     if [prompt[k]["inputs"]["filename_prefix"] for k in ply_savers] != [DIFFUSION2_PLY_PREFIX]:
         raise CheckFailed(f"{name}: Save Dynamic Gaussians (PLY) nodes {ply_savers}, expected one saving "
                           f"{DIFFUSION2_PLY_PREFIX}")
-    before = saved_plys(base, DIFFUSION2_PLY_PREFIX)
-    objects_before = saved_plys(base, DIFFUSION2_OBJECT_PREFIX, DIFFUSION2_OBJECT_SUFFIX)
+    before = saved_outputs(base, DIFFUSION2_PLY_PREFIX)
+    objects_before = saved_outputs(base, DIFFUSION2_OBJECT_PREFIX, DIFFUSION2_OBJECT_SUFFIX)
     line, saved = check_run(server, name, base, prompt=prompt)
     frames = sorted(n for _, n, _ in saved.values())
     if frames != sorted([1, DIFFUSION2_FRAMES, DIFFUSION2_ORBIT_FRAMES]):
@@ -666,14 +666,14 @@ def check_diffusion2_run(server: Server, name: str, base: str) -> str:
     if len(orbit) != 1 or saved[orbit[0]][1] != DIFFUSION2_ORBIT_FRAMES:
         raise CheckFailed(f"{name}: the 4D orbit video {[saved.get(k) for k in orbit]} has not "
                           f"{DIFFUSION2_ORBIT_FRAMES} frames (Render Dynamic Gaussians' frames)")
-    plys = sorted(saved_plys(base, DIFFUSION2_PLY_PREFIX) - before)
+    plys = sorted(saved_outputs(base, DIFFUSION2_PLY_PREFIX) - before)
     if len(plys) != DIFFUSION2_FRAMES:
         raise CheckFailed(f"{name}: Save Dynamic Gaussians (PLY) wrote {plys} under output/, expected "
                           f"{DIFFUSION2_FRAMES} files (one per matrix frame)")
     vertices = [ply_vertex_count(os.path.join(base, "output", p)) for p in plys]
     if min(vertices) <= 0:
         raise CheckFailed(f"{name}: PLY files without Gaussians: {dict(zip(plys, vertices))}")
-    objects = sorted(saved_plys(base, DIFFUSION2_OBJECT_PREFIX, DIFFUSION2_OBJECT_SUFFIX) - objects_before)
+    objects = sorted(saved_outputs(base, DIFFUSION2_OBJECT_PREFIX, DIFFUSION2_OBJECT_SUFFIX) - objects_before)
     if len(objects) != 1:
         raise CheckFailed(f"{name}: Save Dynamic Gaussians wrote {objects}, expected one {DIFFUSION2_OBJECT_SUFFIX}")
     return (f"{DIFFUSION2_VIEWS} views x {DIFFUSION2_FRAMES} frames on {TINY_SVD} / {TINY_SV3D} through core's "
